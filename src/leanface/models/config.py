@@ -1,0 +1,126 @@
+"""Typed, frozen model configs. A zoo entry and a searched architecture are the same type.
+
+Every detector config carries `family` (which builder makes it) and `decode`
+(how its raw outputs become boxes), so inference, export and evaluation need no
+per-model code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+
+@dataclass(frozen=True)
+class MobileNetConfig:
+    """MobileNetV1 backbone of SCRFD-0.5/1 GF: `planes` = p0..p5, `blocks` = 4 stage depths."""
+
+    planes: tuple[int, int, int, int, int, int]
+    blocks: tuple[int, int, int, int]
+    kind: Literal["mobilenet"] = "mobilenet"
+
+    @property
+    def out_channels(self) -> tuple[int, int, int, int]:
+        return tuple(self.planes[2:])  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """ResNetV1e backbone (deep stem, avg-down shortcuts, 2x2 max-pool) of SCRFD-2.5/10/34 GF."""
+
+    block: Literal["basic", "bottleneck"]
+    base_channels: int
+    planes: tuple[int, int, int, int]
+    blocks: tuple[int, int, int, int]
+    kind: Literal["resnet"] = "resnet"
+
+    @property
+    def expansion(self) -> int:
+        return 1 if self.block == "basic" else 4
+
+    @property
+    def out_channels(self) -> tuple[int, int, int, int]:
+        return tuple(p * self.expansion for p in self.planes)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class PAFPNConfig:
+    """PAFPN over backbone levels /8, /16, /32; convs with bias, no norm, no activation."""
+
+    out_channels: int
+
+
+@dataclass(frozen=True)
+class SCRFDHeadConfig:
+    """Shared-tower SCRFD head. `shared`: one tower/predictor set for all strides (mmdet strides_share)."""
+
+    feat_channels: int
+    stacked_convs: int
+    norm: Literal["gn", "bn"]
+    shared: bool
+    dw_conv: bool
+    use_scale: bool
+    use_kps: bool
+    gn_groups: int = 16
+    num_anchors: int = 2
+    strides: tuple[int, ...] = (8, 16, 32)
+    # Anchor base sizes per level, times scales (1, 2): used by the ATSS assigner in training only.
+    base_sizes: tuple[int, ...] = (16, 64, 256)
+    anchor_scales: tuple[float, ...] = (1.0, 2.0)
+
+
+Backbone = Union[MobileNetConfig, ResNetConfig]
+
+
+@dataclass(frozen=True)
+class SCRFDConfig:
+    name: str
+    backbone: Backbone
+    neck: PAFPNConfig
+    head: SCRFDHeadConfig
+    family: Literal["scrfd"] = "scrfd"
+    # Input normalisation: RGB, (pixel - mean) / std.
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+
+    @property
+    def has_landmarks(self) -> bool:
+        return self.head.use_kps
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return self.head.strides
+
+    def replace(self, **changes) -> "SCRFDConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def config_from_dict(d: dict):
+    """Inverse of `to_dict` for every registered config family."""
+    d = dict(d)
+    family = d.get("family", "scrfd")
+    if family == "scrfd":
+        bb = dict(d["backbone"])
+        bb_cls = MobileNetConfig if bb.get("kind") == "mobilenet" else ResNetConfig
+        return SCRFDConfig(
+            name=d["name"],
+            backbone=bb_cls(**_tuples(bb)),
+            neck=PAFPNConfig(**d["neck"]),
+            head=SCRFDHeadConfig(**_tuples(d["head"])),
+            mean=tuple(d.get("mean", (127.5,) * 3)),
+            std=tuple(d.get("std", (128.0,) * 3)),
+        )
+    from .registry import config_class_for_family
+
+    return config_class_for_family(family).from_dict(d)
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}

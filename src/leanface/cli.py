@@ -28,7 +28,222 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-COMMANDS: list = []
+def _size(text: str) -> int | None:
+    """--size: an int long side, or 'original' (original size padded to a multiple of 32)."""
+    if text.lower() in ("original", "orig", "none", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'original', got {text!r}") from None
+
+
+def _add_detector_args(p: argparse.ArgumentParser, score_thr: float = 0.5, nms_thr: float = 0.4) -> None:
+    p.add_argument("--model", help="zoo name (default: read from --weights, or the bundled default model)")
+    p.add_argument("--weights", help="leanface .pt weights or an .onnx file (default: bundled model)")
+    p.add_argument("--size", type=_size, default=640, help="network long side, or 'original' (default 640)")
+    p.add_argument("--letterbox", action="store_true", help="pad to size x size (official canvas)")
+    p.add_argument("--score-thr", type=float, default=score_thr, help=f"score threshold (default {score_thr})")
+    p.add_argument("--nms-thr", type=float, default=nms_thr, help=f"NMS IoU threshold (default {nms_thr})")
+    p.add_argument("--max-faces", type=int, help="keep at most this many faces per image")
+    p.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: library default)")
+
+
+def _detector(args):
+    from .infer import Detector
+
+    return Detector(model=args.model, weights=args.weights, size=args.size, letterbox=args.letterbox,
+                    score_thr=args.score_thr, nms_thr=args.nms_thr, max_faces=args.max_faces,
+                    batch_size=args.batch_size, threads=args.threads)
+
+
+# --- info -------------------------------------------------------------------------------------
+def _add_info(sub):
+    p = sub.add_parser("info", help="parameters and GFLOPs of a zoo model")
+    p.add_argument("model", nargs="?", help="zoo name (omit to list the zoo)")
+    p.add_argument("--input-size", default="640x480", help="WxH for the FLOPs count (default 640x480)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _cmd_info(args) -> int:
+    import json
+
+    from .models import create_model, list_models
+    from .models.flops import count_flops
+
+    names = [args.model] if args.model else list_models()
+    try:
+        w, h = (int(v) for v in args.input_size.lower().split("x"))
+    except ValueError:
+        raise LeanfaceError(f"--input-size: expected WxH, got {args.input_size!r}") from None
+    for name in names:
+        report = count_flops(create_model(name), (3, h, w))
+        if args.json:
+            print(json.dumps({"model": name, "params": report.params, "gflops": round(report.gflops, 4),
+                              "input_size": [w, h]}))
+        else:
+            print(f"{name:16s} params {report.params / 1e6:7.4f} M   {report.gflops:8.4f} GFLOPs at {w}x{h}")
+    return 0
+
+
+# --- convert ----------------------------------------------------------------------------------
+def _add_convert(sub):
+    p = sub.add_parser("convert", help="import official weights (ONNX, mmdet .pth, ncnn, EXTD/EResFD .pth)")
+    p.add_argument("src", help="official weights file")
+    p.add_argument("--model", help="zoo name (default: inferred from the file)")
+    p.add_argument("-o", "--out", required=True, help="output leanface .pt")
+    return p
+
+
+def _cmd_convert(args) -> int:
+    import hashlib
+
+    from .models import save_checkpoint
+    from .models.importers import import_weights
+
+    cfg, state = import_weights(args.src, args.model)
+    with open(args.src, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    save_checkpoint(args.out, cfg, state, source=str(args.src), source_sha256=digest)
+    print(f"{args.src} -> {args.out} ({cfg.name}, {len(state)} tensors)")
+    return 0
+
+
+# --- detect -----------------------------------------------------------------------------------
+def _add_detect(sub):
+    p = sub.add_parser("detect", help="detect faces in images, folders and videos")
+    p.add_argument("paths", nargs="+", help="images, folders of images, or video files")
+    _add_detector_args(p)
+    p.add_argument("--json-out", help="write one JSON object per image (per frame for videos) to this file")
+    p.add_argument("--save-dir", help="write annotated images here")
+    p.add_argument("--crops", action="store_true", help="also write face crops to SAVE_DIR/crops")
+    return p
+
+
+def _cmd_detect(args) -> int:
+    from .infer.detect_files import run_detect
+
+    return run_detect(_detector(args), args.paths, json_out=args.json_out, save_dir=args.save_dir,
+                      crops=args.crops)
+
+
+# --- demo -------------------------------------------------------------------------------------
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="detect faces in the bundled sample image (NASA astronaut portrait)")
+    p.add_argument("--model")
+    p.add_argument("--weights")
+    p.add_argument("--save-dir", default="demo_out", help="where to write the annotated image (default demo_out)")
+    return p
+
+
+def _cmd_demo(args) -> int:
+    from .infer.detect_files import run_demo
+
+    return run_demo(model=args.model, weights=args.weights, save_dir=args.save_dir)
+
+
+# --- export -----------------------------------------------------------------------------------
+def _add_export(sub):
+    p = sub.add_parser("export", help="export a model to ONNX (official SCRFD output layout)")
+    p.add_argument("model", help="zoo name (must match the weights)")
+    p.add_argument("--weights", required=True, help="leanface .pt weights")
+    p.add_argument("-o", "--out", required=True, help="output .onnx")
+    return p
+
+
+def _cmd_export(args) -> int:
+    from .export import export_onnx
+    from .models import create_model
+
+    net = create_model(args.model, args.weights)
+    export_onnx(net, args.out)
+    print(f"{args.out}: {', '.join(net.output_names)} (dynamic batch, height, width)")
+    return 0
+
+
+# --- bench ------------------------------------------------------------------------------------
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="time a detector on one image: model only and end to end")
+    p.add_argument("image", nargs="?", help="image (default: the sample image)")
+    _add_detector_args(p)
+    p.add_argument("--repeats", type=int, default=20)
+    return p
+
+
+def _cmd_bench(args) -> int:
+    from .benchmark import bench_detector, sample_image
+
+    image = args.image or sample_image()
+    res = bench_detector(_detector(args), image, repeats=args.repeats)
+    print(f"model {res['model_ms']:.2f} ms   end-to-end {res['end_to_end_ms']:.2f} ms   "
+          f"({res['input']}, {res['backend']}, median of {args.repeats})")
+    return 0
+
+
+# --- eval -------------------------------------------------------------------------------------
+def _add_eval(sub):
+    p = sub.add_parser("eval", help="WIDER FACE val AP (easy/medium/hard) of a model or of a prediction folder")
+    p.add_argument("--data", required=True, help="WIDER FACE root (WIDER_val/images/, ground_truth/*.mat)")
+    p.add_argument("--preds", help="score this submission folder (<event>/<image>.txt) instead of running a model")
+    _add_detector_args(p, score_thr=0.02, nms_thr=0.45)
+    p.add_argument("--output", help="folder for predictions, JSON record and PR plot "
+                                    "(default: runs/eval/<model>-<size>, or the --preds folder)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return p
+
+
+def _cmd_eval(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .eval import evaluate_detector, evaluate_folder, load_ground_truth, sha256_file, write_report
+    from .eval.report import PLOT_NAME, RECORD_NAME
+
+    gt = load_ground_truth(args.data)
+    settings: dict = {"protocol": "WIDER FACE val (official): IoU 0.5, 1000 thresholds, VOC all-point AP"}
+    if args.preds:
+        if args.model or args.weights:
+            raise LeanfaceError("--preds scores an existing folder; it cannot be combined with --model/--weights")
+        out = Path(args.output or args.preds)
+        evaluation = evaluate_folder(args.preds, args.data, ground_truth=gt)
+        settings["preds"] = str(args.preds)
+        title = str(args.preds)
+    else:
+        detector = _detector(args)
+        name = detector.config.name
+        scale = "original" if args.size is None else str(args.size)
+        out = Path(args.output or Path("runs") / "eval" / f"{name}-{scale}")
+        evaluation, timings = evaluate_detector(detector, args.data, out, batch_size=args.batch_size,
+                                                ground_truth=gt)
+        settings.update(
+            model=name, weights=detector.weights,
+            weights_sha256=sha256_file(detector.weights) if detector.weights else None,
+            test_scale="original size" if args.size is None else f"long side {args.size}",
+            size=args.size, letterbox=args.letterbox, score_thr=args.score_thr, nms_thr=args.nms_thr,
+            max_faces=args.max_faces, predictions_dir=str(out), **timings)
+        title = f"{name}, {settings['test_scale']}"
+    record = write_report(evaluation, out, settings, title=title)
+    if args.json:
+        print(json.dumps(record))
+        return 0
+    what = "subset" if record["subset"] else "full set"
+    print(f"WIDER FACE val {what}: {record['images']} of {record['protocol_images']} images, "
+          f"{record['events']} of {record['protocol_events']} events")
+    for s in ("easy", "medium", "hard"):
+        print(f"  {s.capitalize():7s} AP {100 * record[s]:6.2f}   ({record['faces'][s]} faces)")
+    if record["missing_predictions"] or record["extra_predictions"]:
+        print(f"  prediction files: {record['missing_predictions']} missing (scored as no faces), "
+              f"{record['extra_predictions']} extra (ignored)")
+    print(f"saved {out / RECORD_NAME} and {out / PLOT_NAME}")
+    return 0
+
+
+COMMANDS: list = [
+    (_add_info, _cmd_info), (_add_convert, _cmd_convert), (_add_detect, _cmd_detect), (_add_demo, _cmd_demo),
+    (_add_export, _cmd_export), (_add_bench, _cmd_bench), (_add_eval, _cmd_eval),
+]
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ def atomic_write(path: str | os.PathLike, binary: bool = False):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give outputs the usual permissions
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             yield f

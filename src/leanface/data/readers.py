@@ -116,39 +116,20 @@ def read_retinaface_labels(path: str | os.PathLike, image_root: str | os.PathLik
     """Read insightface `label.txt`/`labelv2.txt`: `# rel/path.jpg [w h]`, then one face per line.
 
     A face line is `x1 y1 x2 y2` [`ignore`] or `x1 y1 x2 y2` followed by five `x y flag`
-    triplets. A triplet `-1 -1 -1` (flag -1) is a missing point; any flag >= 0 is annotated, even
-    when the coordinate lies just outside the image. (The v1 `label.txt` stores boxes as x y w h
-    only in the RetinaFace repo's training copy; this reader follows the v2 x1y1x2y2 layout.)
+    triplets (19 numbers). A triplet with flag -1 is a missing point; any flag >= 0 is annotated,
+    even when the coordinate lies just outside the image. A 20-number line is the older RetinaFace
+    `label.txt` layout: `x y w h`, five triplets, then a quality value (ignored).
     `image_root` defaults to an `images` folder next to the file.
     """
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent / "images"
     lines = _read_lines(path)
-    images: list[ImageFaces] = []
-    current: tuple[Path, tuple[int, int] | None, list, int] | None = None
-
-    def close() -> None:
-        if current is None:
-            return
-        img_path, size, rows, lineno = current
-        n = len(rows)
-        boxes = np.asarray([r[:4] for r in rows], np.float32).reshape(n, 4)
-        ignore = np.asarray([len(r) == 5 and r[4] == 1 for r in rows], bool)
-        with_kps = any(len(r) == 19 for r in rows)
-        landmarks = valid = None
-        if with_kps:
-            trip = np.asarray([r[4:] if len(r) == 19 else [-1.0] * 15 for r in rows], np.float32).reshape(n, 5, 3)
-            landmarks = trip[:, :, :2].copy()
-            valid = trip[:, :, 2] >= 0
-            landmarks[~valid] = 0.0
-        images.append(ImageFaces(img_path, boxes, landmarks, valid, ignore, size))
-
+    records: list[tuple[Path, tuple[int, int] | None, list]] = []
     for lineno, line in enumerate(lines, 1):
         text = line.strip()
         if not text:
             continue
         if text.startswith("#"):
-            close()
             parts = text[1:].split()
             if not parts:
                 raise LeanfaceError(f"{path}:{lineno}: '#' line without an image path")
@@ -161,12 +142,28 @@ def read_retinaface_labels(path: str | os.PathLike, image_root: str | os.PathLik
                                         f"{' '.join(parts[1:3])!r}") from None
             elif len(parts) == 2:
                 raise LeanfaceError(f"{path}:{lineno}: expected '# path' or '# path width height'")
-            current = (root / parts[0], size, [], lineno)
+            records.append((root / parts[0], size, []))
             continue
-        if current is None:
+        if not records:
             raise LeanfaceError(f"{path}:{lineno}: face line before the first '# image' line")
-        current[2].append(_floats(text, f"{path}:{lineno}", (4, 5, 19)))
-    close()
+        values = _floats(text, f"{path}:{lineno}", (4, 5, 19, 20))
+        if len(values) == 20:
+            values = [values[0], values[1], values[0] + values[2], values[1] + values[3]] + values[4:19]
+        records[-1][2].append(values)
+    # Landmarks are a property of the file: in a labelv2 file a face line without them has none.
+    with_kps = any(len(r) == 19 for _, _, rows in records for r in rows)
+    images = []
+    for img_path, size, rows in records:
+        n = len(rows)
+        boxes = np.asarray([r[:4] for r in rows], np.float32).reshape(n, 4)
+        ignore = np.asarray([len(r) == 5 and r[4] == 1 for r in rows], bool)
+        landmarks = valid = None
+        if with_kps:
+            trip = np.asarray([r[4:] if len(r) == 19 else [-1.0] * 15 for r in rows], np.float32).reshape(n, 5, 3)
+            landmarks = trip[:, :, :2].copy()
+            valid = trip[:, :, 2] >= 0
+            landmarks[~valid] = 0.0
+        images.append(ImageFaces(img_path, boxes, landmarks, valid, ignore, size))
     return images
 
 
@@ -263,3 +260,26 @@ def load_wider_split(root: str | os.PathLike, split: str = "train") -> list[Imag
     if not present:
         raise LeanfaceError(f"{images_dir}: none of the {len(images)} annotated images exist")
     return present
+
+
+def load_training_data(data: str | os.PathLike) -> list[ImageFaces]:
+    """Training annotations from a WIDER-layout root (train split) or an annotation file.
+
+    For a file, every listed image must exist (a WIDER root may be a partial copy instead).
+    A `*_bbx_gt.txt` file finds its images in `../WIDER_<split>/images` as in the WIDER layout.
+    """
+    data = Path(data)
+    if data.is_dir():
+        return load_wider_split(data, "train")
+    if not data.is_file():
+        raise LeanfaceError(f"{data}: no such file or folder")
+    image_root = None
+    if data.name.endswith("bbx_gt.txt"):
+        split = "val" if "_val_" in data.name else "train"
+        image_root = data.parent.parent / f"WIDER_{split}" / "images"
+    images = read_annotations(data, image_root)
+    missing = [im.path for im in images if not im.path.is_file()]
+    if missing:
+        raise LeanfaceError(f"{data}: {len(missing)} of {len(images)} listed images do not exist "
+                            f"(first: {missing[0]})")
+    return images

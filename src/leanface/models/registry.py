@@ -18,6 +18,7 @@ from ..errors import LeanfaceError
 
 _MODELS: dict[str, Callable[[], object]] = {}
 _FAMILIES: dict[str, tuple[Callable[[object], nn.Module], type]] = {}
+_DECODERS: dict[str, Callable] = {}
 
 CHECKPOINT_FORMAT = "leanface-checkpoint-v1"
 
@@ -34,8 +35,17 @@ def register_model(fn: Callable[[], object]) -> Callable[[], object]:
     return fn
 
 
-def register_family(family: str, builder: Callable[[object], nn.Module], config_cls: type) -> None:
+def register_family(family: str, builder: Callable[[object], nn.Module], config_cls: type,
+                    decoder: Callable | None = None) -> None:
+    """`decoder(cfg)` makes the family's output decoder (see leanface.infer.decode); SCRFD's is built in."""
     _FAMILIES[family] = (builder, config_cls)
+    if decoder is not None:
+        _DECODERS[family] = decoder
+
+
+def decoder_factory(family: str) -> Callable:
+    _ensure_zoo()
+    return _DECODERS[family]
 
 
 def config_class_for_family(family: str) -> type:

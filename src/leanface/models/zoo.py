@@ -69,3 +69,5 @@ def scrfd_10g_kps() -> SCRFDConfig:
 @_named("scrfd_34g")
 def scrfd_34g() -> SCRFDConfig:
     return SCRFDConfig("scrfd_34g", _R_34G, PAFPNConfig(128), _head(256, 2, kps=False, gn_groups=32))
+
+from . import eresfd, extd  # noqa: E402,F401  (SSD-style families register their zoo entries on import)

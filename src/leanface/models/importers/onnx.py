@@ -1,19 +1,13 @@
 """Official SCRFD ONNX files -> leanface weights.
 
 The released graphs fold BatchNorm into conv biases and rename most tensors to numbers, so we
-match convs by execution order and shape, not by name. A folded conv+BN pair is loaded as the
-conv weight plus an identity BN (gamma 1, mean 0, var 1 - eps) carrying the folded bias, which
-keeps the mmdet module tree and reproduces the graph's arithmetic.
+match convs by execution order and shape, not by name (see `match`).
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from ...errors import LeanfaceError
-from ..registry import build_model, get_config, list_models
 from . import register_importer
-from .trace import conv_sites
+from .match import BatchNormParams, FileConv, match_zoo
 
 
 def _accepts(path: str) -> bool:
@@ -47,8 +41,8 @@ def _read_graph(path: str):
             if len(users) == 1 and users[0].op_type == "BatchNormalization":
                 b = users[0]
                 eps = next((a.f for a in b.attribute if a.name == "epsilon"), 1e-5)
-                bn = tuple(consts[n] for n in b.input[1:5]) + (eps,)
-            convs.append((weight, bias, bn))
+                bn = BatchNormParams(*(consts[n] for n in b.input[1:5]), eps)
+            convs.append(FileConv(weight, bias, bn))
             conv_outputs.add(node.output[0])
         elif node.op_type == "Mul":
             a, b = node.input[0], node.input[1]
@@ -59,68 +53,7 @@ def _read_graph(path: str):
     return convs, scales
 
 
-def _mismatch(sites, scale_names, convs, scales) -> str | None:
-    if len(sites) != len(convs):
-        return f"{len(convs)} convs in the file, {len(sites)} in the model"
-    for i, (site, (w, _, _)) in enumerate(zip(sites, convs)):
-        if tuple(site.conv.weight.shape) != tuple(w.shape):
-            return (f"conv #{i} ({site.name}): file weight {tuple(w.shape)}, "
-                    f"model {tuple(site.conv.weight.shape)}")
-    if len(scale_names) != len(scales):
-        return f"{len(scales)} box Scale multipliers in the file, {len(scale_names)} in the model"
-    return None
-
-
-def _fill(net, sites, scale_names, convs, scales, path: str) -> dict:
-    state = {k: v.clone() for k, v in net.state_dict().items()}
-    for site, (w, b, bn) in zip(sites, convs):
-        state[f"{site.name}.weight"] = torch.from_numpy(np.array(w, dtype=np.float32))
-        has_bias = site.conv.bias is not None
-        if bn is not None:  # unfolded graph: Conv -> BatchNormalization
-            if site.norm is None or not isinstance(site.norm, torch.nn.BatchNorm2d):
-                raise LeanfaceError(f"{path}: BatchNorm after {site.name} but the model has none there")
-            gamma, beta, mean, var, _ = bn
-            for key, val in zip(("weight", "bias", "running_mean", "running_var"), (gamma, beta, mean, var)):
-                state[f"{site.norm_name}.{key}"] = torch.from_numpy(np.array(val, dtype=np.float32))
-            if b is not None:
-                raise LeanfaceError(f"{path}: conv before BatchNorm at {site.name} has a bias; unsupported layout")
-        elif has_bias:
-            if b is None:
-                raise LeanfaceError(f"{path}: {site.name} has no bias in the file")
-            state[f"{site.name}.bias"] = torch.from_numpy(np.array(b, dtype=np.float32))
-        elif isinstance(site.norm, torch.nn.BatchNorm2d):
-            # Folded BN: identity normalisation that adds the folded bias.
-            c = w.shape[0]
-            eps = site.norm.eps
-            bias = np.zeros(c, np.float32) if b is None else np.array(b, dtype=np.float32)
-            state[f"{site.norm_name}.weight"] = torch.ones(c)
-            state[f"{site.norm_name}.bias"] = torch.from_numpy(bias)
-            state[f"{site.norm_name}.running_mean"] = torch.zeros(c)
-            state[f"{site.norm_name}.running_var"] = torch.full((c,), 1.0 - eps)
-        else:
-            raise LeanfaceError(f"{path}: {site.name} is followed by {type(site.norm).__name__}, which an ONNX "
-                                f"graph cannot hold folded; use the mmdet or ncnn weights for this model")
-    for name, value in zip(scale_names, scales):
-        state[f"{name}.scale"] = torch.tensor(value, dtype=torch.float32)
-    return state
-
-
 @register_importer("onnx", _accepts)
 def load_onnx(path: str, model: str | None):
     convs, scales = _read_graph(path)
-    candidates = [model] if model else list_models("scrfd_*")
-    reasons = []
-    for name in candidates:
-        cfg = get_config(name)
-        if cfg.family != "scrfd":
-            raise LeanfaceError(f"{path}: ONNX import supports SCRFD models, not {name}")
-        net = build_model(cfg)
-        sites, scale_names = conv_sites(net)
-        why = _mismatch(sites, scale_names, convs, scales)
-        if why is None:
-            return cfg, _fill(net, sites, scale_names, convs, scales, path)
-        reasons.append(f"{name}: {why}")
-    if model:
-        raise LeanfaceError(f"{path}: does not match {model}: {reasons[0]}")
-    raise LeanfaceError(f"{path}: matches no SCRFD zoo model ({len(convs)} convs, {len(scales)} scales); "
-                        f"pass --model to see the first difference")
+    return match_zoo(path, "ONNX", model, convs, scales)

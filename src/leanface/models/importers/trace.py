@@ -17,8 +17,13 @@ class ConvSite:
     norm: nn.Module | None = None
 
 
-def conv_sites(model: nn.Module, input_hw: tuple[int, int] = (64, 64)) -> tuple[list[ConvSite], list[str]]:
-    """Convs (each once, first use) and Scale-like modules in the order a forward pass runs them."""
+def conv_sites(model: nn.Module, input_hw: tuple[int, int] = (64, 64),
+               repeats: bool = False) -> tuple[list[ConvSite], list[str]]:
+    """Convs and Scale-like modules in the order a forward pass runs them.
+
+    Each conv is listed at its first use, or at every call with `repeats=True`: a head shared
+    across levels then appears once per level, as in exported graphs that unroll the sharing.
+    """
     names = {m: n for n, m in model.named_modules()}
     order: list[nn.Module] = []
     seen: set[int] = set()
@@ -26,7 +31,7 @@ def conv_sites(model: nn.Module, input_hw: tuple[int, int] = (64, 64)) -> tuple[
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.GroupNorm)) or type(m).__name__ == "Scale":
             def hook(mod, args, out):
-                if id(mod) not in seen:
+                if repeats or id(mod) not in seen:
                     seen.add(id(mod))
                     order.append(mod)
             handles.append(m.register_forward_hook(hook))

@@ -1,0 +1,180 @@
+"""Training augmentation of SCRFD: sample redistribution (random square crop), resize, flip, colour.
+
+Order as in the official pipeline (SCRFD_FACTS 4.3): RandomSquareCrop -> resize to `size` x
+`size` -> horizontal flip (p 0.5) -> photometric distortion. The geometry (crop, resize, flip) is
+one affine map, applied to the pixels with a single `cv2.warpAffine` whose sampling grid equals
+crop-then-`cv2.resize`; it can also run without pixels (`augment_targets`) for data statistics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Scales of the short side for the square crop. The paper's sample redistribution enlarges the
+# range from [0.3, 1.0] to [0.3, 2.0]: crops larger than the image shrink the faces in them.
+CROP_CHOICES_SCRFD = (0.3, 0.45, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
+CROP_CHOICES_BASELINE = (0.3, 0.45, 0.6, 0.8, 1.0)
+# Landmark order after a horizontal flip: eyes swap, nose stays, mouth corners swap.
+FLIP_ORDER = (1, 0, 2, 4, 3)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """size: output side in pixels. crop_choices: crop side / image short side, drawn uniformly.
+
+    clip_border: clip boxes (and landmarks) to the crop, as the 500m/1g/34g configs do.
+    fill: pixel value outside the image. max_tries: crop positions tried per drawn scale.
+    random_crop: False takes the whole image (a square of its long side at the top-left, i.e.
+    letterboxed); with flip and photometric off that makes samples deterministic.
+    """
+
+    size: int = 640
+    crop_choices: tuple[float, ...] = CROP_CHOICES_SCRFD
+    random_crop: bool = True
+    clip_border: bool = True
+    flip: bool = True
+    photometric: bool = True
+    fill: int = 128
+    max_tries: int = 250
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Faces in the augmented image (pixels of the `size` x `size` output).
+
+    boxes: (N, 4) float32 x1y1x2y2. landmarks: (N, 5, 2) float32. landmark_valid: (N, 5) bool.
+    """
+
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    landmark_valid: np.ndarray
+
+
+def sample_square_crop(rng: np.random.Generator, width: int, height: int, centers: np.ndarray,
+                       choices: tuple[float, ...], max_tries: int = 250) -> tuple[int, int, int]:
+    """Draw (left, top, side) of a square crop that contains at least one of `centers` (N, 2).
+
+    The crop may extend past the image (side > short side, or negative left/top); the caller
+    fills that area. With no centres any crop is accepted.
+    """
+    short = min(width, height)
+    max_scale = max(choices)
+    scale = float(rng.choice(choices))
+    for attempt in range(20):
+        if attempt and max_scale > 1.0:
+            scale = float(rng.choice(choices))
+        elif attempt:
+            scale *= 1.2  # all choices are small crops: grow until a face fits
+        side = max(int(scale * short), 1)
+        lefts = _positions(rng, width, side, max_tries)
+        tops = _positions(rng, height, side, max_tries)
+        if len(centers) == 0:
+            return int(lefts[0]), int(tops[0]), side
+        cx, cy = centers[:, 0], centers[:, 1]
+        inside = ((cx[None] > lefts[:, None]) & (cx[None] < lefts[:, None] + side)
+                  & (cy[None] > tops[:, None]) & (cy[None] < tops[:, None] + side)).any(1)
+        hit = np.flatnonzero(inside)
+        if len(hit):
+            return int(lefts[hit[0]]), int(tops[hit[0]]), side
+    # Practically unreachable (centres strictly inside the image always fit some crop).
+    side = max(width, height)
+    return 0, 0, side
+
+
+def _positions(rng: np.random.Generator, extent: int, side: int, n: int) -> np.ndarray:
+    """`n` crop offsets: in [0, extent - side] for a small crop, [extent - side, 0] for a large one."""
+    lo, hi = sorted((0, extent - side))
+    return rng.integers(lo, hi + 1, size=n)
+
+
+def crop_and_resize_targets(boxes: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, crop: tuple[int, int, int],
+                            size: int, flip: bool, clip_border: bool) -> Targets:
+    """Keep faces whose centre is strictly inside the crop; map them into the `size` output."""
+    left, top, side = crop
+    centers = (boxes[:, :2] + boxes[:, 2:]) / 2
+    keep = ((centers[:, 0] > left) & (centers[:, 0] < left + side)
+            & (centers[:, 1] > top) & (centers[:, 1] < top + side))
+    boxes, landmarks, valid = boxes[keep].copy(), landmarks[keep].copy(), valid[keep].copy()
+    origin = np.array([left, top], np.float32)
+    if clip_border:
+        boxes = np.clip(boxes, np.tile(origin, 2), np.tile(origin + side, 2))
+        landmarks = np.clip(landmarks, origin, origin + side)
+    f = size / side
+    boxes = (boxes - np.tile(origin, 2)) * f
+    landmarks = (landmarks - origin) * f
+    if flip:
+        boxes = np.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], axis=1)
+        landmarks[:, :, 0] = size - landmarks[:, :, 0]
+        landmarks, valid = landmarks[:, FLIP_ORDER], valid[:, FLIP_ORDER]
+    landmarks[~valid] = 0.0
+    return Targets(boxes.astype(np.float32), landmarks.astype(np.float32), valid)
+
+
+def warp_image(image: np.ndarray, crop: tuple[int, int, int], size: int, flip: bool, fill: int) -> np.ndarray:
+    """Crop (padding with `fill`), resize to `size` x `size` bilinearly and optionally flip, in one warp.
+
+    The map uses cv2.resize's pixel-centre convention: src = (dst + 0.5) * side / size - 0.5 + left.
+    """
+    left, top, side = crop
+    s = side / size
+    if flip:
+        m = np.array([[-s, 0.0, left + (size - 0.5) * s - 0.5], [0.0, s, top + 0.5 * s - 0.5]])
+    else:
+        m = np.array([[s, 0.0, left + 0.5 * s - 0.5], [0.0, s, top + 0.5 * s - 0.5]])
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(fill, fill, fill))
+
+
+def photometric_distortion(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """mmdet PhotoMetricDistortion on a BGR image -> float32 (values may leave [0, 255], as there).
+
+    Brightness +-32, contrast x[0.5, 1.5] (before or after the HSV part), saturation x[0.5, 1.5],
+    hue +-18 degrees, random channel order; each with probability 0.5.
+    """
+    img = image.astype(np.float32)
+    if rng.random() < 0.5:
+        img += rng.uniform(-32, 32)
+    contrast_first = rng.random() < 0.5
+    if contrast_first and rng.random() < 0.5:
+        img *= rng.uniform(0.5, 1.5)
+    saturation = rng.uniform(0.5, 1.5) if rng.random() < 0.5 else None
+    hue = rng.uniform(-18, 18) if rng.random() < 0.5 else None
+    if saturation is not None or hue is not None:
+        hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)  # float32: H in degrees [0, 360)
+        if saturation is not None:
+            hsv[..., 1] *= saturation
+        if hue is not None:
+            hsv[..., 0] = np.mod(hsv[..., 0] + hue, 360.0)
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    if not contrast_first and rng.random() < 0.5:
+        img *= rng.uniform(0.5, 1.5)
+    if rng.random() < 0.5:
+        img = np.ascontiguousarray(img[..., rng.permutation(3)])
+    return img
+
+
+def augment_targets(boxes: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, width: int, height: int,
+                    cfg: AugmentConfig, rng: np.random.Generator) -> tuple[tuple[int, int, int], bool, Targets]:
+    """Draw the geometry for one image and map its faces. Returns (crop, flipped, targets).
+
+    boxes (N, 4), landmarks (N, 5, 2), valid (N, 5) in original-image pixels.
+    """
+    if cfg.random_crop:
+        crop = sample_square_crop(rng, width, height, (boxes[:, :2] + boxes[:, 2:]) / 2, cfg.crop_choices,
+                                  cfg.max_tries)
+    else:
+        crop = (0, 0, max(width, height))
+    flip = cfg.flip and rng.random() < 0.5
+    return crop, flip, crop_and_resize_targets(boxes, landmarks, valid, crop, cfg.size, flip, cfg.clip_border)
+
+
+def augment(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray, valid: np.ndarray,
+            cfg: AugmentConfig, rng: np.random.Generator) -> tuple[np.ndarray, Targets]:
+    """Full training augmentation of a BGR uint8 image (H, W, 3) -> (float32 BGR (size, size, 3), targets)."""
+    height, width = image.shape[:2]
+    crop, flip, targets = augment_targets(boxes, landmarks, valid, width, height, cfg, rng)
+    out = warp_image(image, crop, cfg.size, flip, cfg.fill)
+    out = photometric_distortion(out, rng) if cfg.photometric else out.astype(np.float32)
+    return out, targets

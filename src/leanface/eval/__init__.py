@@ -1,0 +1,13 @@
+"""Evaluation: the official WIDER FACE protocol (easy/medium/hard AP) for any detector or prediction folder."""
+from .plots import plot_pr_curves
+from .report import evaluate_detector, sha256_file, write_report
+from .submission import predict_images, read_prediction_file, read_predictions, write_prediction_file
+from .widerface import (SETTINGS, FolderEvaluation, SettingResult, WiderGroundTruth, WiderResult, evaluate,
+                        evaluate_folder, find_val_images, load_ground_truth, present_images, voc_ap)
+
+__all__ = [
+    "SETTINGS", "FolderEvaluation", "SettingResult", "WiderGroundTruth", "WiderResult", "evaluate",
+    "evaluate_detector", "evaluate_folder", "find_val_images", "load_ground_truth", "plot_pr_curves",
+    "predict_images", "present_images", "read_prediction_file", "read_predictions", "sha256_file", "voc_ap",
+    "write_prediction_file", "write_report",
+]

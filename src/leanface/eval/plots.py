@@ -1,0 +1,31 @@
+"""Precision/recall curves of a WIDER FACE evaluation, saved as PNG."""
+from __future__ import annotations
+
+import os
+
+from ..io import atomic_write
+from .widerface import SETTINGS, WiderResult
+
+
+def plot_pr_curves(result: WiderResult, path: str | os.PathLike, title: str = "") -> None:
+    """Draw the easy/medium/hard curves (recall on x, precision on y) with their APs into one PNG."""
+    # Figure + Agg canvas directly: no pyplot global state, no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for setting, color in zip(SETTINGS, ("tab:green", "tab:orange", "tab:red")):
+        r = result.settings[setting]
+        counted = r.recall > 0  # leading thresholds with nothing recalled carry no curve
+        ax.plot(r.recall[counted], r.precision[counted], color=color,
+                label=f"{setting.capitalize()}  AP {100 * r.ap:.2f}  ({r.faces} faces)")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="recall", ylabel="precision")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    subtitle = f"WIDER FACE val: {result.images} images, {result.events} events"
+    ax.set_title(f"{title}\n{subtitle}" if title else subtitle, fontsize=10)
+    fig.tight_layout()
+    with atomic_write(path, binary=True) as f:
+        fig.savefig(f, format="png")

@@ -1,0 +1,326 @@
+"""The official WIDER FACE validation protocol (easy / medium / hard AP), exact and vectorised.
+
+Step for step what the official MATLAB code and its Python ports do (SCRFD_FACTS §5):
+- ground truth from `wider_face_val.mat`; a face counts in a setting iff it is on that setting's
+  keep-list (`wider_{easy,medium,hard}_val.mat`, 1-based indices); other faces are "ignored";
+- scores are min-max normalised over every prediction of the evaluated images;
+- boxes are x, y, w, h with x2 = x + w and the +1-pixel IoU convention; a match needs IoU >= 0.5;
+- per image, predictions are taken in file order: each is matched to its max-IoU face (first on
+  ties); a match to an ignored face makes the prediction neither true nor false positive, the first
+  match to a counted face recalls it, any later match to it is a false positive;
+- images without ground-truth faces or without predictions are skipped, but their counted faces
+  still enter the recall denominator;
+- 1000 thresholds 1 - (k+1)/1000; at each, an image contributes its predictions up to the *last*
+  one scoring >= the threshold (so an unsorted file behaves exactly as in the official code);
+- AP is the VOC all-point area under the resulting precision/recall curve.
+Only the images present on disk are evaluated; outputs say how many.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from ..errors import LeanfaceError
+
+SETTINGS = ("easy", "medium", "hard")
+THRESH_NUM = 1000
+IOU_THR = 0.5
+
+Key = tuple[str, str]  # (event, image name without .jpg)
+
+
+@dataclass(frozen=True)
+class WiderGroundTruth:
+    """Official validation ground truth, one entry per image in .mat order.
+
+    keys: (event, image name without extension) per image.
+    boxes: per image (G, 4) float64 x, y, w, h in pixels, every annotated face.
+    keep: setting -> per image (G,) bool, True for faces that count in that setting.
+    """
+    keys: tuple[Key, ...]
+    boxes: tuple[np.ndarray, ...]
+    keep: Mapping[str, tuple[np.ndarray, ...]]
+
+    @property
+    def events(self) -> int:
+        return len({event for event, _ in self.keys})
+
+    def faces(self, setting: str) -> int:
+        return int(sum(k.sum() for k in self.keep[setting]))
+
+    def subset(self, keys: Iterable[Key]) -> "WiderGroundTruth":
+        """The images in `keys` (all must exist), in .mat order."""
+        wanted = set(keys)
+        idx = [i for i, k in enumerate(self.keys) if k in wanted]
+        if len(idx) != len(wanted):
+            unknown = sorted(wanted - set(self.keys))
+            raise KeyError(f"not in the ground truth: {unknown[:5]}")
+        return WiderGroundTruth(
+            keys=tuple(self.keys[i] for i in idx),
+            boxes=tuple(self.boxes[i] for i in idx),
+            keep={s: tuple(self.keep[s][i] for i in idx) for s in SETTINGS},
+        )
+
+
+@dataclass(frozen=True)
+class SettingResult:
+    """One setting: AP and the curve at the 1000 thresholds (index k <-> score >= 1 - (k+1)/1000).
+
+    precision: (1000,) float64, 0 where nothing counts yet; recall: (1000,) float64.
+    """
+    ap: float
+    faces: int
+    precision: np.ndarray
+    recall: np.ndarray
+
+
+@dataclass(frozen=True)
+class WiderResult:
+    """The three settings evaluated on `images` images of `events` events."""
+    settings: Mapping[str, SettingResult]
+    images: int
+    events: int
+    predictions: int
+
+    @property
+    def aps(self) -> dict[str, float]:
+        return {s: self.settings[s].ap for s in SETTINGS}
+
+
+def _loadmat(path: Path, keys: tuple[str, ...]) -> dict:
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(os.fspath(path))
+    except FileNotFoundError:
+        raise LeanfaceError(f"{path}: file not found") from None
+    except Exception as exc:  # scipy raises ValueError, TypeError, NotImplementedError (v7.3) ...
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LeanfaceError(f"{path}: not a readable MATLAB .mat file ({first})") from None
+    missing = [k for k in keys if k not in mat]
+    if missing:
+        raise LeanfaceError(f"{path}: not a WIDER FACE ground-truth file (no {', '.join(missing)})")
+    return mat
+
+
+def _ground_truth_dir(data: Path) -> Path:
+    for cand in (data / "ground_truth", data / "eval_tools" / "ground_truth", data):
+        if (cand / "wider_hard_val.mat").is_file():
+            return cand
+    raise LeanfaceError(f"{data}: no WIDER FACE ground truth (expected ground_truth/wider_hard_val.mat)")
+
+
+def load_ground_truth(data: str | os.PathLike) -> WiderGroundTruth:
+    """Read the official .mat ground truth from a WIDER FACE root (or its ground_truth/ folder)."""
+    gt_dir = _ground_truth_dir(Path(data))
+    face_path = gt_dir / "wider_face_val.mat"
+    if not face_path.is_file() and (gt_dir.parent / "wider_face_split" / "wider_face_val.mat").is_file():
+        face_path = gt_dir.parent / "wider_face_split" / "wider_face_val.mat"
+    face_mat = _loadmat(face_path, ("face_bbx_list", "event_list", "file_list"))
+    try:
+        events = [str(e[0][0]) for e in face_mat["event_list"]]
+        files = [[str(f[0][0]) for f in face_mat["file_list"][i][0]] for i in range(len(events))]
+        boxes = [np.asarray(b[0], dtype=np.float64).reshape(-1, 4)
+                 for i in range(len(events)) for b in face_mat["face_bbx_list"][i][0]]
+    except (IndexError, TypeError, ValueError):
+        raise LeanfaceError(f"{face_path}: unexpected layout for wider_face_val.mat") from None
+    keys = tuple((event, name) for event, names in zip(events, files) for name in names)
+    if len(boxes) != len(keys):
+        raise LeanfaceError(f"{face_path}: {len(keys)} files but {len(boxes)} box lists")
+
+    keep = {}
+    for setting in SETTINGS:
+        path = gt_dir / f"wider_{setting}_val.mat"
+        mat = _loadmat(path, ("gt_list", "file_list"))
+        try:
+            lists = [np.asarray(g[0]).astype(np.int64).ravel() for i in range(len(events)) for g in mat["gt_list"][i][0]]
+        except (IndexError, TypeError, ValueError):
+            raise LeanfaceError(f"{path}: unexpected layout for a keep-list .mat") from None
+        if len(lists) != len(keys):
+            raise LeanfaceError(f"{path}: {len(lists)} images, but {face_path.name} has {len(keys)}")
+        masks = []
+        for (event, name), idx, b in zip(keys, lists, boxes):
+            if idx.size and (idx.min() < 1 or idx.max() > len(b)):
+                raise LeanfaceError(f"{path}: face index out of range for {event}/{name}")
+            mask = np.zeros(len(b), dtype=bool)
+            mask[idx - 1] = True
+            masks.append(mask)
+        keep[setting] = tuple(masks)
+    return WiderGroundTruth(keys=keys, boxes=tuple(boxes), keep=keep)
+
+
+def find_val_images(data: str | os.PathLike) -> dict[Key, Path]:
+    """The validation images present on disk: (event, name) -> path of WIDER_val/images/<event>/<name>.jpg."""
+    root = Path(data) / "WIDER_val" / "images"
+    if not root.is_dir():
+        raise LeanfaceError(f"{root}: no such folder (expected the WIDER FACE layout WIDER_val/images/<event>/)")
+    images = {(p.parent.name, p.stem): p for p in sorted(root.glob("*/*.jpg"))}
+    if not images:
+        raise LeanfaceError(f"{root}: no validation images (*/*.jpg)")
+    return images
+
+
+def _iou_plus_one(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(N, G) IoU of x1y1x2y2 boxes where a box covers x1..x2 inclusive (the official convention)."""
+    iw = np.minimum(pred[:, None, 2], gt[None, :, 2]) - np.maximum(pred[:, None, 0], gt[None, :, 0]) + 1
+    ih = np.minimum(pred[:, None, 3], gt[None, :, 3]) - np.maximum(pred[:, None, 1], gt[None, :, 1]) + 1
+    inter = iw * ih
+    area_p = (pred[:, 2] - pred[:, 0] + 1) * (pred[:, 3] - pred[:, 1] + 1)
+    area_g = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / (area_g[None, :] + area_p[:, None] - inter)
+    iou[(iw <= 0) | (ih <= 0)] = 0.0
+    return iou
+
+
+def _best_match(pred: np.ndarray, gt: np.ndarray, iou_thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each prediction (x, y, w, h rows): index of its max-IoU face and whether that IoU >= iou_thr."""
+    p = pred[:, :4].copy()
+    p[:, 2:] += p[:, :2]
+    g = gt.copy()
+    g[:, 2:] += g[:, :2]
+    best = np.empty(len(p), dtype=np.int64)
+    hit = np.empty(len(p), dtype=bool)
+    rows = max(1, 4_000_000 // max(len(g), 1))  # bounds the (N, G) temporaries in crowded images
+    for s in range(0, len(p), rows):
+        iou = _iou_plus_one(p[s:s + rows], g)
+        best[s:s + rows] = iou.argmax(axis=1)
+        hit[s:s + rows] = iou[np.arange(len(iou)), best[s:s + rows]] >= iou_thr
+    return best, hit
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """VOC all-point AP: area under the precision envelope, summed where recall changes."""
+    mrec = np.concatenate(([0.0], recall, [1.0]))
+    mpre = np.concatenate(([0.0], precision, [0.0]))
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    i = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+
+
+def evaluate(gt: WiderGroundTruth, predictions: Mapping[Key, np.ndarray], iou_thr: float = IOU_THR,
+             thresh_num: int = THRESH_NUM) -> WiderResult:
+    """Score predictions on every image of `gt` (use `gt.subset(...)` for the images present).
+
+    predictions: (event, name) -> (N, 5) x, y, w, h, score in pixels, in file order; an image
+    without an entry has no detections. Entries for images not in `gt` are not used.
+    """
+    preds = [np.asarray(predictions.get(k, np.zeros((0, 5))), dtype=np.float64).reshape(-1, 5) for k in gt.keys]
+    n_pred = sum(len(p) for p in preds)
+    scores = [p[:, 4] for p in preds]
+    if n_pred:
+        lo = min(float(s.min()) for s in scores if len(s))
+        hi = max(float(s.max()) for s in scores if len(s))
+        # One distinct score cannot be min-max normalised; it then counts at every threshold.
+        scores = [(s - lo) / (hi - lo) if hi > lo else np.ones_like(s) for s in scores]
+
+    # Matching does not depend on the setting: do it once, concatenated over the dataset.
+    gt_offset = np.cumsum([0] + [len(b) for b in gt.boxes])
+    match, hit, eff = [], [], []
+    for i, (p, b) in enumerate(zip(preds, gt.boxes)):
+        if len(p) == 0:
+            continue
+        best, h = _best_match(p, b, iou_thr)
+        match.append(best + gt_offset[i])
+        hit.append(h)
+        # Prediction j counts at threshold t iff some prediction at or after j in the file scores >= t.
+        eff.append(np.maximum.accumulate(scores[i][::-1])[::-1])
+    match = np.concatenate(match) if match else np.zeros(0, np.int64)
+    hit = np.concatenate(hit) if hit else np.zeros(0, bool)
+    eff = np.concatenate(eff) if eff else np.zeros(0)
+
+    thresholds = 1.0 - (np.arange(thresh_num) + 1) / thresh_num  # descending, as the official loop
+    first_k = thresh_num - np.searchsorted(thresholds[::-1], eff, side="right")  # first threshold index counting it
+
+    settings = {}
+    for setting in SETTINGS:
+        keep = np.concatenate(gt.keep[setting]) if gt.keys else np.zeros(0, bool)
+        on_kept = hit & keep[match]
+        proposal = ~(hit & ~keep[match])
+        # Only the first prediction matching a counted face recalls it.
+        recalled = np.zeros(len(match), dtype=bool)
+        _, first = np.unique(np.where(on_kept, match, -1), return_index=True)
+        recalled[first] = True
+        recalled &= on_kept
+        n_prop = np.cumsum(np.bincount(first_k, weights=proposal, minlength=thresh_num + 1))[:thresh_num]
+        n_tp = np.cumsum(np.bincount(first_k, weights=recalled, minlength=thresh_num + 1))[:thresh_num]
+        faces = int(keep.sum())
+        precision = np.divide(n_tp, n_prop, out=np.zeros(thresh_num), where=n_prop > 0)
+        recall = n_tp / faces if faces else np.zeros(thresh_num)
+        settings[setting] = SettingResult(ap=voc_ap(recall, precision), faces=faces, precision=precision,
+                                          recall=recall)
+    return WiderResult(settings=settings, images=len(gt.keys), events=gt.events, predictions=n_pred)
+
+
+@dataclass(frozen=True)
+class FolderEvaluation:
+    """A prediction folder scored on the validation images present on disk.
+
+    missing: "<event>/<name>" of evaluated images with no prediction file (scored as no detections).
+    extra: prediction files that match no evaluated image (not used).
+    """
+    result: WiderResult
+    total_images: int
+    total_events: int
+    missing: tuple[str, ...]
+    extra: tuple[str, ...]
+    seconds: float
+
+    def summary(self) -> dict:
+        """JSON-ready: APs as fractions, what was evaluated, and what did not match."""
+        r = self.result
+        return {
+            **{s: r.settings[s].ap for s in SETTINGS},
+            "images": r.images,
+            "events": r.events,
+            "subset": r.images < self.total_images,
+            "protocol_images": self.total_images,
+            "protocol_events": self.total_events,
+            "faces": {s: r.settings[s].faces for s in SETTINGS},
+            "predictions": r.predictions,
+            "missing_predictions": len(self.missing),
+            "extra_predictions": len(self.extra),
+            "missing_examples": list(self.missing[:10]),
+            "extra_examples": list(self.extra[:10]),
+            "eval_seconds": round(self.seconds, 3),
+        }
+
+
+def present_images(gt: WiderGroundTruth, data: str | os.PathLike) -> list[tuple[Key, Path]]:
+    """The ground-truth images present on disk under `data`, in .mat order, with their paths."""
+    on_disk = find_val_images(data)
+    present = [(k, on_disk[k]) for k in gt.keys if k in on_disk]
+    if not present:
+        raise LeanfaceError(f"{Path(data) / 'WIDER_val' / 'images'}: none of the {len(on_disk)} images is in the "
+                            f"validation ground truth")
+    return present
+
+
+def evaluate_folder(preds: str | os.PathLike, data: str | os.PathLike,
+                    ground_truth: WiderGroundTruth | None = None) -> FolderEvaluation:
+    """Score a WIDER submission folder (<event>/<name>.txt) on the val images present under `data`."""
+    from .submission import read_predictions
+
+    t0 = time.perf_counter()
+    gt = ground_truth if ground_truth is not None else load_ground_truth(data)
+    present = [k for k, _ in present_images(gt, data)]
+    predictions = read_predictions(preds)
+    present_set = set(present)
+    if not present_set & set(predictions):
+        raise LeanfaceError(f"{preds}: no prediction file matches any of the {len(present)} validation images present "
+                            f"(expected <event>/<image>.txt)")
+    sub = gt.subset(present)
+    result = evaluate(sub, predictions)
+    return FolderEvaluation(
+        result=result,
+        total_images=len(gt.keys),
+        total_events=gt.events,
+        missing=tuple(f"{e}/{n}" for e, n in sub.keys if (e, n) not in predictions),
+        extra=tuple(sorted(f"{e}/{n}" for e, n in predictions if (e, n) not in present_set)),
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,50 @@
+"""ONNX export in the official SCRFD layout (input `input.1`, outputs score_8 ... kps_32).
+
+Batch, height and width are dynamic. The model config is embedded as metadata so the Detector
+can run the file alone; official-layout consumers simply ignore it.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import torch
+from torch import nn
+
+from ..io import atomic_write
+
+INPUT_NAME = "input.1"
+OPSET = 17
+
+
+class _ExportView(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor):
+        return self.net.forward_export(x)
+
+
+def export_onnx(net: nn.Module, path: str | os.PathLike, sample_hw: tuple[int, int] = (640, 640)) -> None:
+    """Write `net` (eval mode) to `path` atomically. Outputs are (B, N_s, C), names `net.output_names`."""
+    import onnx
+
+    net = net.eval()
+    names = list(net.output_names)
+    dynamic = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
+    dynamic.update({n: {0: "batch", 1: f"anchors_{n}"} for n in names})
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(_ExportView(net).eval(), torch.zeros(1, 3, *sample_hw), buf, input_names=[INPUT_NAME],
+                          output_names=names, dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
+                          do_constant_folding=True)
+    model = onnx.load_from_string(buf.getvalue())
+    from ..infer.detector import ONNX_CONFIG_KEY
+
+    entry = model.metadata_props.add()
+    entry.key, entry.value = ONNX_CONFIG_KEY, json.dumps(net.cfg.to_dict())
+    onnx.checker.check_model(model)
+    with atomic_write(path, binary=True) as f:
+        f.write(model.SerializeToString())

@@ -1,0 +1,173 @@
+"""The user-facing Detector: images in, typed Faces out, on PyTorch or ONNX Runtime.
+
+Both backends produce the official SCRFD ONNX output layout, so decoding, NMS and rescaling are
+one code path (leanface.infer.decode) whatever runs the network.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import LeanfaceError
+from ..models import create_model, get_config, read_checkpoint
+from ..models.config import config_from_dict
+from .decode import decoder_for, nms
+from .image import as_rgb, read_image
+from .preprocess import make_batch, place
+from .results import Faces
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "scrfd_500m_kps.pt"
+ONNX_CONFIG_KEY = "leanface_config"
+
+
+class TorchBackend:
+    def __init__(self, net: torch.nn.Module):
+        self.net = net.eval()
+        self.batched = True
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        with torch.inference_mode():
+            return [o.numpy() for o in self.net.forward_export(torch.from_numpy(batch))]
+
+
+class OnnxBackend:
+    def __init__(self, path: str, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # official files declare fixed output shapes and warn on every call
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            raise LeanfaceError(f"{path}: onnxruntime cannot load it ({type(exc).__name__})") from None
+        self.input = self.session.get_inputs()[0].name
+        # Official SCRFD files have outputs without a batch dimension: run them one image at a time.
+        self.batched = len(self.session.get_outputs()[0].shape) == 3
+        self.metadata = self.session.get_modelmeta().custom_metadata_map
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self.batched:
+            return self.session.run(None, {self.input: batch})
+        outs = [self.session.run(None, {self.input: batch[i:i + 1]}) for i in range(len(batch))]
+        return [np.stack([o[k] for o in outs]) for k in range(len(outs[0]))]
+
+
+def _onnx_config(backend: OnnxBackend, model, path: str):
+    if ONNX_CONFIG_KEY in backend.metadata:
+        return config_from_dict(json.loads(backend.metadata[ONNX_CONFIG_KEY]))
+    if model is not None:
+        return get_config(model) if isinstance(model, str) else model
+    # A foreign SCRFD export: every SCRFD decodes alike, only landmarks differ (6 vs 9 outputs).
+    n = len(backend.session.get_outputs())
+    if n in (6, 9):
+        return get_config("scrfd_500m_kps" if n == 9 else "scrfd_500m")
+    raise LeanfaceError(f"{path}: {n} outputs; not a SCRFD layout and no leanface config inside; pass model=")
+
+
+class Detector:
+    """Face detector.
+
+    model: zoo name or config (None: read from the weights file, or the bundled default model).
+    weights: a leanface .pt checkpoint or an exported/official .onnx file (run with ONNX Runtime).
+    size: long side of the network input (640 = the official VGA protocol); None = original size.
+    letterbox: pad to size x size as the official test pipeline does, instead of to a multiple of 32.
+    score_thr, nms_thr: candidate score threshold and NMS IoU threshold; max_faces: keep the top-k.
+    batch_size: images per network call for lists (images are grouped by padded shape).
+    threads: CPU threads for the backend (None: library default).
+    """
+
+    def __init__(self, model=None, weights: str | os.PathLike | None = None, *, size: int | None = 640,
+                 letterbox: bool = False, score_thr: float = 0.5, nms_thr: float = 0.4,
+                 max_faces: int | None = None, batch_size: int = 8, threads: int | None = None):
+        if model is None and weights is None:
+            if not DEFAULT_WEIGHTS.is_file():
+                raise LeanfaceError(f"{DEFAULT_WEIGHTS}: the bundled default weights are missing; "
+                                    f"pass model= and weights=")
+            weights = DEFAULT_WEIGHTS
+        if weights is not None and str(weights).lower().endswith(".onnx"):
+            if not os.path.isfile(weights):
+                raise LeanfaceError(f"{weights}: ONNX file not found")
+            self.backend = OnnxBackend(str(weights), threads)
+            self.config = _onnx_config(self.backend, model, str(weights))
+        else:
+            if threads:
+                torch.set_num_threads(threads)
+            if model is None:
+                self.config = read_checkpoint(weights)[0]
+                net = create_model(self.config, weights)
+            else:
+                net = create_model(model, weights)
+                self.config = net.cfg
+            self.backend = TorchBackend(net)
+        if letterbox and size is None:
+            raise LeanfaceError("letterbox needs a fixed size")
+        self.weights = None if weights is None else str(weights)
+        self.size, self.letterbox = size, letterbox
+        self.score_thr, self.nms_thr, self.max_faces = score_thr, nms_thr, max_faces
+        self.batch_size = max(1, batch_size)
+        self.decoder = decoder_for(self.config)
+
+    @property
+    def has_landmarks(self) -> bool:
+        return self.config.has_landmarks
+
+    def __call__(self, images):
+        """Detect faces in an image (RGB array or path) -> Faces, or in a list of them -> list[Faces]."""
+        single = isinstance(images, (str, os.PathLike, np.ndarray))
+        return self.detect([images] if single else list(images))[0] if single else self.detect(list(images))
+
+    def detect(self, images: Sequence) -> list[Faces]:
+        loaded, sources = [], []
+        for i, im in enumerate(images):
+            if isinstance(im, (str, os.PathLike)):
+                loaded.append(read_image(im))
+                sources.append(os.fspath(im))
+            else:
+                loaded.append(as_rgb(im, name=f"image {i}"))
+                sources.append(None)
+        plans = [place(im.shape[0], im.shape[1], self.size, self.letterbox) for im in loaded]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (_, padded) in enumerate(plans):
+            groups.setdefault(padded, []).append(i)
+        results: list[Faces | None] = [None] * len(loaded)
+        for padded, idx in groups.items():
+            for start in range(0, len(idx), self.batch_size):
+                chunk = idx[start:start + self.batch_size]
+                placements = [plans[i][0] for i in chunk]
+                batch = make_batch([loaded[i] for i in chunk], placements, padded, self.config.mean, self.config.std)
+                candidates = self.decoder(self.backend(batch), padded, self.score_thr)
+                for i, p, cand in zip(chunk, placements, candidates):
+                    results[i] = self._finish(cand, p, sources[i])
+        return results  # type: ignore[return-value]
+
+    def _finish(self, cand, p, source) -> Faces:
+        boxes, scores, kps = cand
+        # Clip to the resized image (not the padding), as the official test path does before NMS.
+        np.clip(boxes[:, 0::2], 0, p.new_w, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, p.new_h, out=boxes[:, 1::2])
+        keep = nms(boxes, scores, self.nms_thr, self.decoder.nms_offset)
+        if self.max_faces is not None:
+            keep = keep[: self.max_faces]
+        scale = np.array([p.scale_x, p.scale_y], np.float32)
+        boxes = boxes[keep] / np.tile(scale, 2)
+        landmarks = None if kps is None else kps[keep] / scale
+        return Faces(boxes, scores[keep], landmarks, p.width, p.height, source)
+
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterable[Faces]:
+        """Detect frame by frame over an iterable of RGB frames (e.g. a video), batching internally."""
+        buf = []
+        for frame in frames:
+            buf.append(frame)
+            if len(buf) == self.batch_size:
+                yield from self.detect(buf)
+                buf = []
+        if buf:
+            yield from self.detect(buf)

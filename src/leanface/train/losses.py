@@ -1,0 +1,128 @@
+"""SCRFD training losses (SCRFD_FACTS 4.1): quality focal loss, DIoU box loss, smooth-L1 landmarks.
+
+Boxes and landmarks are compared in stride units (pixels / anchor stride), as the head predicts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from .assigner import Anchors, atss_assign
+
+
+def quality_focal_loss(logits: torch.Tensor, quality: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
+    """Elementwise QFL: BCE(logit, q) * |q - sigmoid(logit)|^beta; q = IoU for positives, 0 else.
+
+    The modulating factor is not detached (as in mmdet's GFL implementation).
+    """
+    bce = F.binary_cross_entropy_with_logits(logits, quality, reduction="none")
+    return bce * (quality - logits.sigmoid()).abs().pow(beta)
+
+
+def aligned_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """IoU of row i of a (P, 4) with row i of b (P, 4), x1y1x2y2 -> (P,)."""
+    lt = torch.maximum(a[:, :2], b[:, :2])
+    rb = torch.minimum(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
+    return inter / (area_a + area_b - inter).clamp(min=eps)
+
+
+def diou_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """1 - DIoU of aligned boxes (P, 4) x1y1x2y2 -> (P,). DIoU = IoU - centre distance^2 / enclosing diagonal^2."""
+    lt = torch.maximum(pred[:, :2], target[:, :2])
+    rb = torch.minimum(pred[:, 2:], target[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    union = (pred[:, 2:] - pred[:, :2]).prod(-1) + (target[:, 2:] - target[:, :2]).prod(-1) - inter + eps
+    iou = inter / union
+    enclose = (torch.maximum(pred[:, 2:], target[:, 2:]) - torch.minimum(pred[:, :2], target[:, :2])).clamp(min=0)
+    diag2 = enclose.pow(2).sum(-1) + eps
+    centre2 = ((pred[:, :2] + pred[:, 2:]) - (target[:, :2] + target[:, 2:])).pow(2).sum(-1) / 4
+    return 1 - (iou - centre2 / diag2)
+
+
+def smooth_l1(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0 / 9) -> torch.Tensor:
+    """Elementwise smooth L1: 0.5 d^2 / beta for |d| < beta, else |d| - 0.5 beta."""
+    d = (pred - target).abs()
+    return torch.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    cls: float = 1.0
+    box: float = 2.0
+    kps: float = 0.1
+    qfl_beta: float = 2.0
+    topk: int = 9
+
+
+def _flatten(levels: list[tuple], index: int, channels: int) -> torch.Tensor | None:
+    maps = [lv[index] for lv in levels]
+    if maps[0] is None:
+        return None
+    b = maps[0].shape[0]
+    return torch.cat([m.permute(0, 2, 3, 1).reshape(b, -1, channels) for m in maps], 1).float()
+
+
+def _mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= dist.get_world_size()
+    return value
+
+
+def scrfd_loss(outputs: list[tuple], boxes: list[torch.Tensor], landmarks: list[torch.Tensor],
+               landmark_valid: list[torch.Tensor], anchors: Anchors,
+               weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
+    """Losses of one batch from the raw head outputs (see `leanface.models.scrfd.SCRFD.forward`).
+
+    boxes[b]: (N_b, 4) x1y1x2y2 pixels of the input; landmarks[b]: (N_b, 5, 2); landmark_valid[b]:
+    (N_b, 5) bool. Returns scalars loss (the sum to minimise), cls, box, kps and num_pos.
+    Normalisers are averaged over data-parallel ranks, as in mmdet.
+    """
+    cls = _flatten(outputs, 0, 1)[..., 0]  # (B, M) logits
+    reg = _flatten(outputs, 1, 4)  # (B, M, 4) l, t, r, b in stride units
+    kps = _flatten(outputs, 2, 10)  # (B, M, 10) or None
+    batch, device = cls.shape[0], cls.device
+
+    img_idx, anc_idx, gt_rows = [], [], []
+    offset = 0
+    for b in range(batch):
+        assigned = atss_assign(anchors, boxes[b], weights.topk)
+        pos = torch.nonzero(assigned >= 0).squeeze(1)
+        img_idx.append(torch.full_like(pos, b))
+        anc_idx.append(pos)
+        gt_rows.append(assigned[pos] + offset)
+        offset += len(boxes[b])
+    img_idx, anc_idx, gt_rows = torch.cat(img_idx), torch.cat(anc_idx), torch.cat(gt_rows)
+    all_boxes = torch.cat(boxes).to(device)
+
+    stride = anchors.strides[anc_idx][:, None]
+    centre = anchors.centers[anc_idx] / stride
+    d = reg[img_idx, anc_idx]
+    pred_box = torch.cat([centre - d[:, :2], centre + d[:, 2:]], 1)
+    target_box = all_boxes[gt_rows] / stride
+    quality = torch.zeros_like(cls)
+    quality[img_idx, anc_idx] = aligned_iou(pred_box.detach(), target_box)
+
+    num_pos = _mean_over_ranks(torch.tensor(float(len(anc_idx)), device=device)).clamp(min=1.0)
+    loss_cls = weights.cls * quality_focal_loss(cls, quality, weights.qfl_beta).sum() / num_pos
+
+    # Positives are weighted by the predicted score, so confident anchors dominate the regression.
+    score = cls[img_idx, anc_idx].detach().sigmoid()
+    weight_sum = _mean_over_ranks(score.sum()).clamp(min=1.0)
+    loss_box = weights.box * (score * diou_loss(pred_box, target_box)).sum() / weight_sum
+    if kps is not None:
+        visibility = torch.cat(landmark_valid).to(device).float()[gt_rows].mean(1)
+        target_kps = (torch.cat(landmarks).to(device)[gt_rows] / stride[:, :, None] - centre[:, None, :]).reshape(-1, 10)
+        per_anchor = smooth_l1(kps[img_idx, anc_idx], target_kps).sum(1)
+        loss_kps = weights.kps * (per_anchor * visibility * score).sum() / weight_sum
+    else:
+        loss_kps = cls.new_zeros(())
+    return {"loss": loss_cls + loss_box + loss_kps, "cls": loss_cls, "box": loss_box, "kps": loss_kps,
+            "num_pos": torch.tensor(float(len(anc_idx)))}

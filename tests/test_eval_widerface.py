@@ -82,7 +82,8 @@ def make_gt(images) -> WiderGroundTruth:
 
 def fast_aps(gt_images, preds):
     gt = make_gt(gt_images)
-    return evaluate(gt, {("ev", f"img{i}"): np.asarray(p, np.float64).reshape(-1, 5) for i, p in enumerate(preds)}).aps
+    rows = {("ev", f"img{i}"): np.asarray(p, np.float64).reshape(-1, 5) for i, p in enumerate(preds)}
+    return evaluate(gt, rows).aps
 
 
 def ref_aps(gt_images, preds):
@@ -154,6 +155,15 @@ def test_equal_iou_goes_to_first_face():
     assert fast_aps(ignored_first, preds) == pytest.approx(ref_aps(ignored_first, preds), abs=1e-12)
 
 
+def test_degenerate_boxes():
+    # Zero-size faces (as in WIDER's invalid annotations) cover one pixel; negative-size detections
+    # overlap nothing. P/R: A hit 1 @ 1/3, zero-size face hit 1 @ 2/3, then the bad box -> AP 2/3.
+    gt = [([A, [40, 40, 0, 0], B], {s: [1, 1, 1] for s in SETTINGS})]
+    preds = [[A + [0.9], [40, 40, 0, 0, 0.8], [60, 60, -2, 0, 0.1]]]  # area -1: union with the 1-pixel face is 0
+    assert fast_aps(gt, preds)["hard"] == pytest.approx(2 / 3, abs=1e-12)
+    assert fast_aps(gt, preds) == pytest.approx(ref_aps(gt, preds), abs=1e-12)
+
+
 def test_no_predictions_at_all():
     gt = make_gt([([A], {s: [1] for s in SETTINGS})])
     result = evaluate(gt, {})
@@ -186,3 +196,215 @@ def test_random_cases_match_reference(seed):
             rng.shuffle(pred)
         preds.append(pred)
     assert fast_aps(gt_images, preds) == pytest.approx(ref_aps(gt_images, preds), abs=1e-12)
+
+
+# --- bad inputs --------------------------------------------------------------------------------
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("body, where, what", [
+    ("img\n2\n1 2 3 4 0.9\n1 2 3 4\n", ":4:", "five numbers"),
+    ("img\n1\n1 2 3 4 abc\n", ":3:", "five numbers"),
+    ("img\n1\n1 2 3 4 nan\n", ":3:", "five numbers"),
+    ("img\n1\n1 2 3 4 0.5 0.7\n", ":3:", "five numbers"),
+    ("img\n3\n1 2 3 4 0.9\n", ":2:", "says 3 boxes"),
+    ("img\nmany\n", ":2:", "number of boxes"),
+    ("other_image\n0\n", ":1:", "names image"),
+    ("img\n", "img.txt:", "line 2"),
+])
+def test_bad_prediction_file(tmp_path, body, where, what):
+    path = _write(tmp_path / "ev" / "img.txt", body)
+    with pytest.raises(LeanfaceError) as err:
+        read_prediction_file(path)
+    msg = str(err.value)
+    assert str(path) in msg and where in msg and what in msg and "\n" not in msg
+
+
+def test_good_prediction_file_roundtrip(tmp_path):
+    path = tmp_path / "ev" / "img.txt"
+    write_prediction_file(path, "img", np.array([[1, 2, 11, 22], [5, 5, 9, 9.5]]), np.array([0.25, 0.75]))
+    name, boxes = read_prediction_file(path)
+    assert name == "img"
+    # Highest score first, x y w h with w = x2 - x1.
+    np.testing.assert_allclose(boxes, [[5, 5, 4, 4.5, 0.75], [1, 2, 10, 20, 0.25]])
+    assert path.read_text().splitlines()[:2] == ["img", "2"]
+    # Windows line ends, a trailing blank line and an "event/name.jpg" header are all accepted.
+    _write(path, "ev/img.jpg\r\n1\r\n1 2 3 4 0.5\r\n\r\n")
+    np.testing.assert_allclose(read_prediction_file(path)[1], [[1, 2, 3, 4, 0.5]])
+
+
+def _fake_wider(root: Path, images=("0--Parade/0_Parade_a",)) -> Path:
+    """A WIDER-layout folder with the given images (one-pixel jpgs) and ground-truth .mat files."""
+    import cv2
+    import scipy.io
+
+    names = sorted(images)
+    events = sorted({n.split("/")[0] for n in names})
+    for n in names:
+        (root / "WIDER_val" / "images" / n).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "WIDER_val" / "images" / f"{n}.jpg"), np.zeros((8, 8, 3), np.uint8))
+
+    def cells(items):
+        out = np.empty((len(items), 1), dtype=object)
+        for i, item in enumerate(items):
+            out[i, 0] = item
+        return out
+
+    per_event = [[n.split("/")[1] for n in names if n.startswith(e + "/")] for e in events]
+    face = {"event_list": cells([np.array([e]) for e in events]),
+            "file_list": cells([cells([np.array([f]) for f in fs]) for fs in per_event]),
+            "face_bbx_list": cells([cells([np.array([[0, 0, 4, 4]], np.int32) for _ in fs]) for fs in per_event])}
+    gt = root / "ground_truth"
+    gt.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(gt / "wider_face_val.mat", face)
+    for s in SETTINGS:
+        keep = cells([cells([np.array([[1]], np.uint8) for _ in fs]) for fs in per_event])
+        scipy.io.savemat(gt / f"wider_{s}_val.mat", {**face, "gt_list": keep})
+    return root
+
+
+def test_small_wider_folder_roundtrip(tmp_path):
+    data = _fake_wider(tmp_path / "wider", ("0--Parade/0_Parade_a", "0--Parade/0_Parade_b", "1--Hand/1_Hand_c"))
+    gt = load_ground_truth(data)
+    assert gt.keys == (("0--Parade", "0_Parade_a"), ("0--Parade", "0_Parade_b"), ("1--Hand", "1_Hand_c"))
+    preds = tmp_path / "preds"
+    write_prediction_file(preds / "0--Parade" / "0_Parade_a.txt", "0_Parade_a", np.array([[0, 0, 4, 4]]), [0.9])
+    write_prediction_file(preds / "1--Hand" / "1_Hand_c.txt", "1_Hand_c", np.array([[9, 9, 12, 12]]), [0.3])
+    write_prediction_file(preds / "9--Other" / "9_x.txt", "9_x", np.zeros((0, 4)), [])
+    ev = evaluate_folder(preds, data)
+    # 3 faces; the one hit ranks first: P/R 1 @ 1/3 -> AP 1/3. Missing and extra files are reported.
+    assert ev.result.aps["hard"] == pytest.approx(1 / 3)
+    assert (ev.result.images, ev.result.events) == (3, 2)
+    assert ev.missing == ("0--Parade/0_Parade_b",) and ev.extra == ("9--Other/9_x",)
+
+
+def test_wrong_mat_files(tmp_path):
+    import scipy.io
+
+    data = _fake_wider(tmp_path / "wider")
+    hard = data / "ground_truth" / "wider_hard_val.mat"
+    scipy.io.savemat(hard, {"something": np.arange(3)})
+    with pytest.raises(LeanfaceError, match=r"wider_hard_val\.mat: not a WIDER FACE ground-truth file"):
+        load_ground_truth(data)
+    hard.write_bytes(b"this is not a mat file at all" * 10)
+    with pytest.raises(LeanfaceError, match=r"wider_hard_val\.mat: not a readable MATLAB \.mat file"):
+        load_ground_truth(data)
+    with pytest.raises(LeanfaceError, match="no WIDER FACE ground truth"):
+        load_ground_truth(tmp_path)
+
+
+def test_no_images_and_no_matching_predictions(tmp_path, capsys):
+    data = _fake_wider(tmp_path / "wider")
+    preds = tmp_path / "preds"
+    _write(preds / "0--Parade" / "unrelated.txt", "unrelated\n0\n")
+    with pytest.raises(LeanfaceError, match=r"preds: no prediction file matches any of the 1 validation images"):
+        evaluate_folder(preds, data)
+    (data / "WIDER_val" / "images" / "0--Parade" / "0_Parade_a.jpg").unlink()
+    with pytest.raises(LeanfaceError, match=r"images: no validation images"):
+        evaluate_folder(preds, data)
+    # The CLI turns it into one line on stderr and exit status 2.
+    assert main(["eval", "--preds", str(preds), "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("leanface eval: error:") and "\n" not in err
+
+
+# --- the real WIDER FACE subset ----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def wider_gt():
+    if not (WIDER / "ground_truth" / "wider_hard_val.mat").is_file():
+        pytest.skip(f"{WIDER}: WIDER FACE data not available")
+    return load_ground_truth(WIDER)
+
+
+@pytest.fixture(scope="session")
+def present(wider_gt):
+    return [k for k, _ in present_images(wider_gt, WIDER)]
+
+
+def test_official_ground_truth(wider_gt, present):
+    # The official validation set: 3,226 images in 61 events; ignored faces are excluded per setting.
+    assert len(wider_gt.keys) == 3226 and wider_gt.events == 61
+    assert sum(len(b) for b in wider_gt.boxes) == 39708
+    assert wider_gt.faces("easy") < wider_gt.faces("medium") < wider_gt.faces("hard") <= 39708
+    on_disk = sorted((p.parent.name, p.stem) for p in (WIDER / "WIDER_val" / "images").glob("*/*.jpg"))
+    assert sorted(present) == on_disk
+
+
+def _gt_predictions(gt, shift=0.0, seed=0):
+    """A 'detector' that outputs every annotated face (shifted by `shift` box sizes), random scores."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, b in zip(gt.keys, gt.boxes):
+        xy = b[:, :2] + shift * b[:, 2:]
+        out[key] = np.c_[xy, b[:, 2:], rng.uniform(0.3, 1.0, len(b))]
+    return out
+
+
+def test_perfect_and_shifted_detector_on_subset(wider_gt, present, tmp_path, capsys):
+    sub = wider_gt.subset(present)
+    perfect = tmp_path / "perfect"
+    for (event, name), rows in _gt_predictions(sub).items():
+        x, y, w, h, s = rows.T
+        write_prediction_file(perfect / event / f"{name}.txt", name, np.c_[x, y, x + w, y + h], s)
+    assert main(["eval", "--preds", str(perfect), "--data", str(WIDER), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert {s: record[s] for s in SETTINGS} == pytest.approx({s: 1.0 for s in SETTINGS}, abs=1e-9)
+    assert record["images"] == len(present) and record["subset"] is True
+    assert record["faces"] == {s: sub.faces(s) for s in SETTINGS}
+    assert (perfect / "widerface_eval.json").is_file() and (perfect / "widerface_pr.png").stat().st_size > 1000
+
+    # Moved diagonally by 1.5 box sizes, no box overlaps its own face; AP collapses.
+    shifted = evaluate(sub, _gt_predictions(sub, shift=1.5)).aps
+    assert max(shifted.values()) < 0.01
+
+
+def test_real_boxes_match_reference(wider_gt, present):
+    # Jittered annotations plus false positives on 15 real images of 10-60 faces, literal reference alongside.
+    rng = np.random.default_rng(1)
+    counts = dict(zip(wider_gt.keys, map(len, wider_gt.boxes)))
+    keys = [k for k in present if 10 <= counts[k] <= 60][:15]
+    sub = wider_gt.subset(keys)
+    preds = {}
+    for key, b in zip(sub.keys, sub.boxes):
+        jit = b + rng.normal(0, 0.15, b.shape) * np.c_[b[:, 2:], b[:, 2:]]
+        fp = np.c_[rng.uniform(0, 900, (20, 2)), rng.uniform(4, 60, (20, 2))]
+        rows = np.r_[np.c_[jit, rng.uniform(0.2, 1, len(b))], np.c_[fp, rng.uniform(0, 0.6, 20)]]
+        preds[key] = rows[np.argsort(-rows[:, 4])]
+    fast = evaluate(sub, preds).aps
+    ref = {s: reference_ap([(b, k, preds[key]) for key, b, k in zip(sub.keys, sub.boxes, sub.keep[s])])
+           for s in SETTINGS}
+    assert fast == pytest.approx(ref, abs=1e-12)
+    assert 0.2 < fast["hard"] < 0.95
+
+
+def test_detector_runner_with_fake_detector(wider_gt, present, tmp_path):
+    # Fake reader/detector pair: the "image" carries its index, the detector answers with its annotations.
+    sub = wider_gt.subset(present[:20])
+    paths = dict(present_images(wider_gt, WIDER))
+    index = {paths[k]: i for i, k in enumerate(sub.keys)}
+
+    class Faces:
+        def __init__(self, b):
+            self.boxes = np.c_[b[:, :2], b[:, :2] + b[:, 2:]].astype(np.float32).reshape(-1, 4)
+            self.scores = np.linspace(1.0, 0.5, len(b)).astype(np.float32)
+
+    calls = []
+
+    def detector(images):
+        calls.append(len(images))
+        found = [int(im[0, 0, 0]) for im in images]
+        return [Faces(sub.boxes[i] if i < len(sub.keys) else np.zeros((0, 4))) for i in found]
+
+    evaluation, timings = evaluate_detector(detector, WIDER, tmp_path / "out", batch_size=7, progress=False,
+                                            read_image=lambda p: np.full((2, 2, 3), index.get(p, 255), np.uint8),
+                                            ground_truth=wider_gt)
+    # All present images are run (in batches of 7); only the 20 known ones get (their) faces.
+    assert sum(calls) == len(present) and max(calls) == 7
+    assert len(list((tmp_path / "out").glob("*/*.txt"))) == len(present)
+    assert evaluation.result.images == len(present) and not evaluation.missing
+    assert timings["detector_seconds"] >= 0
+    easy = evaluation.result.settings["easy"]
+    assert easy.recall.max() == pytest.approx(sub.faces("easy") / wider_gt.subset(present).faces("easy"))

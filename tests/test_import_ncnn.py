@@ -131,7 +131,7 @@ def test_corrupt_storage_tag_is_refused(tmp_path):
 
 def test_bin_of_another_model_is_refused(tmp_path):
     param = _copy_pair(tmp_path, "scrfd_1g", lambda d: _param("scrfd_500m").with_suffix(".bin").read_bytes())
-    _error(param)
+    assert str(param.with_suffix(".bin")) in _error(param)
 
 
 def test_wrong_model_names_the_first_difference():
@@ -139,6 +139,7 @@ def test_wrong_model_names_the_first_difference():
     assert "does not match scrfd_1g" in msg and "conv #0" in msg
     # Same backbone, but GroupNorm heads shared across levels vs BatchNorm heads with landmarks.
     assert "does not match scrfd_500m_kps" in _error(_param("scrfd_500m"), "scrfd_500m_kps")
+    assert "supports SCRFD models, not extd_32" in _error(_param("scrfd_500m"), "extd_32")
 
 
 def test_malformed_param_names_the_line(tmp_path):
@@ -148,8 +149,9 @@ def test_malformed_param_names_the_line(tmp_path):
     bad.write_text("\n".join(["7767518"] + lines[1:]))
     assert f"{bad}:1:" in _error(bad)
     bad.with_suffix(".bin").write_bytes(src.with_suffix(".bin").read_bytes())
-    bad.write_text("\n".join(lines[:5] + [lines[5].replace("ConvolutionDepthWise", "Deconvolution")] + lines[6:]))
-    assert f"{bad}:6:" in _error(bad) and "Deconvolution" in _error(bad)
+    assert lines[4].startswith("ConvolutionDepthWise")
+    bad.write_text("\n".join(lines[:4] + [lines[4].replace("ConvolutionDepthWise", "Deconvolution")] + lines[5:]))
+    assert f"{bad}:5:" in _error(bad) and "Deconvolution" in _error(bad)
     bad.write_text("\n".join(lines[:-1]))
     assert "header says 103 layers, the file has 102" in _error(bad)
     (tmp_path / "lonely.param").write_text(src.read_text())  # no .bin beside it

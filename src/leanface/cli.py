@@ -240,9 +240,135 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+# --- train ------------------------------------------------------------------------------------
+def _floats_arg(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints_arg(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_train(sub):
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a detector (SCRFD recipe: ATSS, QFL, DIoU, sample redistribution)")
+    p.add_argument("--model", required=True, help="zoo name, or a JSON model config file (SCRFDConfig.to_json)")
+    p.add_argument("--data", required=True, help="WIDER-layout root (labelv2 landmarks when present) or an "
+                                                 "annotation file (*_bbx_gt.txt, label*.txt, .jsonl)")
+    p.add_argument("--val-data", help="WIDER root for periodic evaluation (default: --data if it has WIDER_val)")
+    p.add_argument("--out-dir", default=d.out_dir, help=f"run folder (default {d.out_dir})")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt exactly")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs} (official)")
+    p.add_argument("--lr-steps", type=_ints_arg, help="epochs where lr drops x0.1, e.g. 440,544 "
+                                                      "(default: the official 440/640, 544/640 of --epochs)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per process (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"default {d.lr}")
+    p.add_argument("--warmup-iters", type=int, default=d.warmup_iters, help=f"default {d.warmup_iters}")
+    p.add_argument("--img-size", type=int, default=d.img_size, help=f"training input side (default {d.img_size})")
+    p.add_argument("--crop-choices", type=_floats_arg, default=d.crop_choices,
+                   help="crop side / short side choices (default 0.3,...,2.0; the paper's baseline: "
+                        "0.3,0.45,0.6,0.8,1.0)")
+    p.add_argument("--no-clip-border", dest="clip_border", action="store_false",
+                   help="do not clip boxes to the crop (the 2.5g/10g configs)")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="whole images letterboxed, no flip/colour (for overfitting checks)")
+    p.add_argument("--workers", type=int, default=d.workers, help=f"data loading processes (default {d.workers})")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N (default auto)")
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="full precision on GPU")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--eval-interval", type=int, default=d.eval_interval,
+                   help="evaluate on WIDER val every N epochs (default 0: never)")
+    p.add_argument("--ckpt-interval", type=int, default=d.ckpt_interval,
+                   help=f"write the resumable state every N epochs (default {d.ckpt_interval})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _model_arg(text: str):
+    import json
+    from pathlib import Path
+
+    if not text.endswith(".json"):
+        return text
+    from .models import config_from_dict
+
+    path = Path(text)
+    try:
+        return config_from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise LeanfaceError(f"{path}: model config file not found") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LeanfaceError(f"{path}: not a model config ({type(exc).__name__}: {exc})") from None
+
+
+def _cmd_train(args) -> int:
+    import json
+
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=args.warmup_iters,
+        lr_steps=args.lr_steps, img_size=args.img_size, crop_choices=args.crop_choices,
+        clip_border=args.clip_border, augment=args.augment, workers=args.workers, device=args.device,
+        amp=args.amp, out_dir=args.out_dir, seed=args.seed, eval_interval=args.eval_interval,
+        ckpt_interval=args.ckpt_interval)
+    result = train(cfg, _model_arg(args.model), args.data, val_data=args.val_data, resume=args.resume,
+                   progress=not args.quiet)
+    print(json.dumps(result.metrics))
+    print(f"saved {result.weights} (load with create_model(None, weights=...) or Detector(weights=...))")
+    return 0
+
+
+# --- stats ------------------------------------------------------------------------------------
+def _add_stats(sub):
+    p = sub.add_parser("stats", help="face-scale distribution and positive anchors per scale (SCRFD Figs. 3, 4)")
+    p.add_argument("--data", required=True, help="WIDER-layout root or a training annotation file")
+    p.add_argument("--out-dir", default="runs/stats", help="where to write the PNG plots and stats.json")
+    p.add_argument("--epochs", type=int, default=1, help="augmented epochs to count anchors over (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _cmd_stats(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .data.stats import compute_stats, format_stats, plot_stats
+    from .io import atomic_write
+
+    stats = compute_stats(args.data, epochs=args.epochs, seed=args.seed)
+    print(format_stats(stats))
+    out = Path(args.out_dir)
+    paths = plot_stats(stats, out)
+    record = {
+        "scale_definition": "sqrt(w*h) px after resizing the image to long side 640",
+        "scales": {d.name: {"images": d.images, "faces": len(d.scales),
+                            **{f"below_{t}px": d.share_below(t) for t in (8, 16, 32, 64, 128, 256)}}
+                   for d in stats.scales},
+        "positive_anchors": {p.name: {"crop_choices": list(p.crop_choices), "faces": p.faces, "images": p.images,
+                                      "epochs": p.epochs, "per_anchor_size": dict(zip((16, 32, 64, 128, 256, 512),
+                                                                                       p.counts))}
+                             for p in stats.positives},
+    }
+    with atomic_write(out / "stats.json") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+    print(f"saved {', '.join(str(p) for p in paths)} and {out / 'stats.json'}")
+    return 0
+
+
 COMMANDS: list = [
     (_add_info, _cmd_info), (_add_convert, _cmd_convert), (_add_detect, _cmd_detect), (_add_demo, _cmd_demo),
     (_add_export, _cmd_export), (_add_bench, _cmd_bench), (_add_eval, _cmd_eval),
+    (_add_train, _cmd_train), (_add_stats, _cmd_stats),
 ]
 
 

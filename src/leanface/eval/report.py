@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import LeanfaceError
 from ..io import atomic_write
 from .plots import plot_pr_curves
 from .submission import predict_images
@@ -47,8 +48,11 @@ def write_report(evaluation: FolderEvaluation, out_dir: str | os.PathLike, setti
     """Save `<out_dir>/widerface_eval.json` (APs + `settings`) and `<out_dir>/widerface_pr.png`; return the record."""
     out_dir = Path(out_dir)
     record = {**evaluation.summary(), **settings}
-    with atomic_write(out_dir / RECORD_NAME) as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-    plot_pr_curves(evaluation.result, out_dir / PLOT_NAME, title=title)
+    try:
+        with atomic_write(out_dir / RECORD_NAME) as f:
+            json.dump(record, f, indent=2)
+            f.write("\n")
+        plot_pr_curves(evaluation.result, out_dir / PLOT_NAME, title=title)
+    except PermissionError:
+        raise LeanfaceError(f"{out_dir}: not writable; choose another output folder") from None
     return record

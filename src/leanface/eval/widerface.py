@@ -13,7 +13,9 @@ Step for step what the official MATLAB code and its Python ports do (SCRFD_FACTS
 - 1000 thresholds 1 - (k+1)/1000; at each, an image contributes its predictions up to the *last*
   one scoring >= the threshold (so an unsorted file behaves exactly as in the official code);
 - AP is the VOC all-point area under the resulting precision/recall curve.
-Only the images present on disk are evaluated; outputs say how many.
+Only the images present on disk are evaluated; outputs say how many. Two corner cases where the
+official code yields NaN are defined here: a prediction set with a single distinct score counts at
+every threshold, and a setting without counted faces has AP 0.
 """
 from __future__ import annotations
 
@@ -136,13 +138,15 @@ def load_ground_truth(data: str | os.PathLike) -> WiderGroundTruth:
     keep = {}
     for setting in SETTINGS:
         path = gt_dir / f"wider_{setting}_val.mat"
-        mat = _loadmat(path, ("gt_list", "file_list"))
+        mat = _loadmat(path, ("gt_list", "event_list"))
         try:
-            lists = [np.asarray(g[0]).astype(np.int64).ravel() for i in range(len(events)) for g in mat["gt_list"][i][0]]
+            same_events = [str(e[0][0]) for e in mat["event_list"]] == events
+            lists = [np.asarray(g[0]).astype(np.int64).ravel()
+                     for i in range(len(events)) for g in mat["gt_list"][i][0]]
         except (IndexError, TypeError, ValueError):
             raise LeanfaceError(f"{path}: unexpected layout for a keep-list .mat") from None
-        if len(lists) != len(keys):
-            raise LeanfaceError(f"{path}: {len(lists)} images, but {face_path.name} has {len(keys)}")
+        if not same_events or len(lists) != len(keys):
+            raise LeanfaceError(f"{path}: does not list the same events and images as {face_path}")
         masks = []
         for (event, name), idx, b in zip(keys, lists, boxes):
             if idx.size and (idx.min() < 1 or idx.max() > len(b)):
@@ -167,14 +171,23 @@ def find_val_images(data: str | os.PathLike) -> dict[Key, Path]:
 
 def _iou_plus_one(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """(N, G) IoU of x1y1x2y2 boxes where a box covers x1..x2 inclusive (the official convention)."""
-    iw = np.minimum(pred[:, None, 2], gt[None, :, 2]) - np.maximum(pred[:, None, 0], gt[None, :, 0]) + 1
-    ih = np.minimum(pred[:, None, 3], gt[None, :, 3]) - np.maximum(pred[:, None, 1], gt[None, :, 1]) + 1
-    inter = iw * ih
+    # In-place steps keep the crowded-image matrices cheap; values equal the official formula, whose
+    # "no overlap -> 0" rule is met by clamping the overlap extents at 0.
+    iw = np.minimum(pred[:, None, 2], gt[None, :, 2])
+    iw -= np.maximum(pred[:, None, 0], gt[None, :, 0])
+    iw += 1
+    ih = np.minimum(pred[:, None, 3], gt[None, :, 3])
+    ih -= np.maximum(pred[:, None, 1], gt[None, :, 1])
+    ih += 1
+    inter = np.maximum(iw, 0, out=iw)
+    inter *= np.maximum(ih, 0, out=ih)
     area_p = (pred[:, 2] - pred[:, 0] + 1) * (pred[:, 3] - pred[:, 1] + 1)
     area_g = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
+    iou = area_g[None, :] + area_p[:, None]
+    iou -= inter
     with np.errstate(divide="ignore", invalid="ignore"):
-        iou = inter / (area_g[None, :] + area_p[:, None] - inter)
-    iou[(iw <= 0) | (ih <= 0)] = 0.0
+        np.divide(inter, iou, out=iou)
+    iou[np.isnan(iou)] = 0.0  # 0 / 0 from boxes of negative size
     return iou
 
 
@@ -207,8 +220,8 @@ def evaluate(gt: WiderGroundTruth, predictions: Mapping[Key, np.ndarray], iou_th
              thresh_num: int = THRESH_NUM) -> WiderResult:
     """Score predictions on every image of `gt` (use `gt.subset(...)` for the images present).
 
-    predictions: (event, name) -> (N, 5) x, y, w, h, score in pixels, in file order; an image
-    without an entry has no detections. Entries for images not in `gt` are not used.
+    predictions: (event, name) -> (N, 5) x, y, w, h in pixels and score, in file order; an image
+    without an entry has no detections. Entries for images not in `gt` are not used (nor normalised).
     """
     preds = [np.asarray(predictions.get(k, np.zeros((0, 5))), dtype=np.float64).reshape(-1, 5) for k in gt.keys]
     n_pred = sum(len(p) for p in preds)
@@ -223,7 +236,7 @@ def evaluate(gt: WiderGroundTruth, predictions: Mapping[Key, np.ndarray], iou_th
     gt_offset = np.cumsum([0] + [len(b) for b in gt.boxes])
     match, hit, eff = [], [], []
     for i, (p, b) in enumerate(zip(preds, gt.boxes)):
-        if len(p) == 0:
+        if len(p) == 0 or len(b) == 0:
             continue
         best, h = _best_match(p, b, iou_thr)
         match.append(best + gt_offset[i])
@@ -240,8 +253,9 @@ def evaluate(gt: WiderGroundTruth, predictions: Mapping[Key, np.ndarray], iou_th
     settings = {}
     for setting in SETTINGS:
         keep = np.concatenate(gt.keep[setting]) if gt.keys else np.zeros(0, bool)
-        on_kept = hit & keep[match]
-        proposal = ~(hit & ~keep[match])
+        kept = keep[match]
+        on_kept = hit & kept
+        proposal = ~(hit & ~kept)
         # Only the first prediction matching a counted face recalls it.
         recalled = np.zeros(len(match), dtype=bool)
         _, first = np.unique(np.where(on_kept, match, -1), return_index=True)
@@ -312,8 +326,8 @@ def evaluate_folder(preds: str | os.PathLike, data: str | os.PathLike,
     predictions = read_predictions(preds)
     present_set = set(present)
     if not present_set & set(predictions):
-        raise LeanfaceError(f"{preds}: no prediction file matches any of the {len(present)} validation images present "
-                            f"(expected <event>/<image>.txt)")
+        raise LeanfaceError(f"{preds}: no prediction file matches any of the {len(present)} validation images "
+                            f"present (expected <event>/<image>.txt)")
     sub = gt.subset(present)
     result = evaluate(sub, predictions)
     return FolderEvaluation(

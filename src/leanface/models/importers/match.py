@@ -95,9 +95,7 @@ def _norm_mismatch(site: ConvSite, fc: FileConv) -> str | None:
     return None
 
 
-def mismatch(sites: list[ConvSite], scale_names: list[str], convs: list[FileConv],
-             scales: list[float]) -> str | None:
-    """Why `convs`/`scales` from a file do not fit the traced model (first difference), or None."""
+def _first_difference(sites: list[ConvSite], convs: list[FileConv]) -> str | None:
     first: dict[str, int] = {}
     for i, (site, fc) in enumerate(zip(sites, convs)):
         conv = site.conv
@@ -113,8 +111,18 @@ def mismatch(sites: list[ConvSite], scale_names: list[str], convs: list[FileConv
         j = first.setdefault(site.name, i)
         if j != i and not _same(convs[j], fc):
             return f"conv #{i} ({site.name}) is shared with conv #{j} in the model, but the file holds different weights"
+    return None
+
+
+def mismatch(sites: list[ConvSite], scale_names: list[str], convs: list[FileConv],
+             scales: list[float]) -> str | None:
+    """Why `convs`/`scales` from a file do not fit the traced model, or None when they do."""
+    why = _first_difference(sites, convs)
     if len(sites) != len(convs):
-        return f"{len(convs)} convs in the file, {len(sites)} in the model"
+        count = f"{len(convs)} convs in the file, {len(sites)} in the model"
+        return count if why is None else f"{count}; first difference: {why}"
+    if why is not None:
+        return why
     if len(scale_names) != len(scales):
         return f"{len(scales)} box Scale multipliers in the file, {len(scale_names)} in the model"
     return None

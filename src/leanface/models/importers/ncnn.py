@@ -7,8 +7,9 @@ Format facts (ncnn docs "param and model file structure", "operation param weigh
   tag (0 = float32, 0x01306B47 = float16 padded to 4 bytes, others = quantised) + data, then
   the bias as raw float32 (no tag); GroupNorm stores gamma then beta as raw float32.
 The released SCRFD files fold BatchNorm into conv biases but keep GroupNorm (with its affine
-parameters), store conv weights as float16, and give the box Scale as a scalar BinaryOp Mul
-whose value is printed with 7 significant digits. They unroll the shared GN head once per level.
+parameters), store conv weights as float16 (truncated from float32: up to 2^-10 relative error
+against the ONNX copies of the _kps models), and give the box Scale as a scalar BinaryOp Mul
+printed with 7 significant digits. They unroll the shared GN head once per level.
 """
 from __future__ import annotations
 
@@ -137,7 +138,8 @@ class _Weights:
             half = np.frombuffer(self._take(-(-2 * n // 4) * 4, layer)[:2 * n], dtype="<f2")
             return half.astype(np.float32)
         raise LeanfaceError(f"{self.path}: weights of layer {layer.name} (.param line {layer.line}) have storage "
-                            f"tag 0x{tag:08X} at byte {self.offset - 4}; only float32 and float16 are supported")
+                            f"tag 0x{tag:08X} at byte {self.offset - 4}; only float32 and float16 are supported "
+                            f"(a corrupt .bin, or one from another model, also reads like this)")
 
 
 def _conv(layer: Layer, weights: _Weights, param_path: str) -> FileConv:
@@ -152,7 +154,9 @@ def _conv(layer: Layer, weights: _Weights, param_path: str) -> FileConv:
     pads = (p.get(14, left), p.get(16, p.get(14, left)), left, p.get(15, left))  # top, bottom, left, right
     groups = p.get(7, 1) if layer.type == "ConvolutionDepthWise" else 1
     size = p.get(6, 0)
-    if out <= 0 or kw <= 0 or size % (out * kh * kw) or min(pads) < 0:
+    if len(layer.inputs) != 1 or len(layer.outputs) != 1:
+        raise LeanfaceError(f"{param_path}:{layer.line}: {layer.name}: a convolution needs one input and one output")
+    if min(out, kw, kh) <= 0 or size % (out * kh * kw) or min(pads) < 0:
         raise LeanfaceError(f"{param_path}:{layer.line}: {layer.name}: unsupported convolution parameters")
     if pads[0] != pads[1] or pads[2] != pads[3]:
         raise LeanfaceError(f"{param_path}:{layer.line}: {layer.name}: asymmetric padding is not supported")
@@ -176,14 +180,14 @@ def read_graph(param_path: str, bin_path: str) -> tuple[list[FileConv], list[flo
         elif layer.type == "GroupNorm":
             p = layer.params
             groups, channels, eps = p.get(0, 1), p.get(1, 0), float(p.get(2, 0.001))
-            fc = by_output.get(layer.inputs[0])
+            fc = by_output.get(layer.inputs[0]) if layer.inputs else None
             if fc is None or fc.norm is not None or not p.get(3, 1):
                 raise LeanfaceError(f"{param_path}:{layer.line}: {layer.name}: only an affine GroupNorm directly "
                                     f"after a convolution is supported")
             fc.norm = GroupNormParams(groups, weights.raw(channels, layer), weights.raw(channels, layer), eps)
         elif layer.type == "BinaryOp":
             p = layer.params
-            if p.get(0, 0) == _BINARY_MUL and p.get(1, 0) and layer.inputs[0] in by_output:
+            if p.get(0, 0) == _BINARY_MUL and p.get(1, 0) and layer.inputs and layer.inputs[0] in by_output:
                 scales.append(float(p.get(2, 0.0)))
         elif layer.type not in _NO_WEIGHTS:
             raise LeanfaceError(f"{param_path}:{layer.line}: layer type {layer.type} does not occur in SCRFD "

@@ -311,6 +311,7 @@ def _model_arg(text: str):
 
 def _cmd_train(args) -> int:
     import json
+    import os
 
     from .train import TrainConfig, train
 
@@ -322,6 +323,8 @@ def _cmd_train(args) -> int:
         ckpt_interval=args.ckpt_interval)
     result = train(cfg, _model_arg(args.model), args.data, val_data=args.val_data, resume=args.resume,
                    progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
     print(json.dumps(result.metrics))
     print(f"saved {result.weights} (load with create_model(None, weights=...) or Detector(weights=...))")
     return 0
@@ -365,10 +368,103 @@ def _cmd_stats(args) -> int:
     return 0
 
 
+# --- search -----------------------------------------------------------------------------------
+def _add_search(sub):
+    from .search import SearchSettings, TrialSettings
+
+    s, t = SearchSettings(step=1, gflops=0.5, num_samples=16, trial=TrialSettings(data="")), TrialSettings(data="")
+    p = sub.add_parser("search", help="FLOPs-budgeted architecture search on Ray Tune (SCRFD computation "
+                                      "redistribution), and its bootstrap analysis")
+    steps = p.add_subparsers(dest="search_command", required=True)
+    r = steps.add_parser("run", help="sample configs within the budget and train/evaluate each as a Ray Tune trial")
+    r.add_argument("run_dir", help="run folder (created; with --resume, an existing one)")
+    r.add_argument("--resume", action="store_true", help="continue a killed search: finished trials are kept")
+    r.add_argument("--address", help="existing Ray cluster ('auto', or head-ip:6379); default: Ray on this machine")
+    r.add_argument("--dry-run", action="store_true", help="only sample and print the candidates (no Ray, no files)")
+    r.add_argument("--step", type=int, choices=(1, 2), default=s.step,
+                   help="1: backbone only (neck/head fixed); 2: whole network around --template")
+    r.add_argument("--gflops", type=float, help="FLOPs budget at 640x480 (e.g. 0.5)")
+    r.add_argument("--eps", type=float, default=s.eps, help=f"accepted relative FLOPs deviation (default {s.eps})")
+    r.add_argument("--num-samples", type=int, default=s.num_samples,
+                   help=f"candidates = trials (default {s.num_samples})")
+    r.add_argument("--template", help="step 2: a step-1 run folder (its best trial), a JSON config or a zoo name")
+    r.add_argument("--seed", type=int, default=s.seed, help="sampling seed")
+    r.add_argument("--use-kps", action="store_true", help="heads with 5-point landmarks")
+    r.add_argument("--data", help="WIDER-layout root: trains on WIDER_train, evaluates on WIDER_val")
+    r.add_argument("--epochs", type=int, default=t.epochs, help=f"proxy training epochs (default {t.epochs})")
+    r.add_argument("--img-size", type=int, default=t.img_size, help=f"training input side (default {t.img_size})")
+    r.add_argument("--eval-size", type=int, default=t.eval_size, help=f"evaluation long side (default {t.eval_size})")
+    r.add_argument("--train-images", type=int, help="train on this many images (default all)")
+    r.add_argument("--val-images", type=int, default=t.val_images,
+                   help=f"evaluate on this many val images (default {t.val_images})")
+    r.add_argument("--batch-size", type=int, default=t.batch_size, help=f"default {t.batch_size}")
+    r.add_argument("--lr", type=float, default=t.lr, help=f"default {t.lr}")
+    r.add_argument("--warmup-iters", type=int, default=t.warmup_iters, help=f"default {t.warmup_iters}")
+    r.add_argument("--report-every", type=int, default=t.report_every,
+                   help="evaluate every N epochs (needed by --asha; default 0: only at the end)")
+    r.add_argument("--workers", type=int, default=t.workers,
+                   help=f"data loading processes per trial (default {t.workers})")
+    r.add_argument("--cpus-per-trial", type=float, default=s.cpus_per_trial, help=f"default {s.cpus_per_trial}")
+    r.add_argument("--gpus-per-trial", type=float, default=s.gpus_per_trial, help=f"default {s.gpus_per_trial}")
+    r.add_argument("--max-concurrent", type=int, default=s.max_concurrent,
+                   help="trials at once (default 0: as many as the resources allow)")
+    r.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA) at their evaluations")
+    r.add_argument("--asha-grace", type=int, default=s.asha_grace,
+                   help=f"evaluations before ASHA may stop a trial (default {s.asha_grace})")
+    a = steps.add_parser("analyze", help="bootstrap the compute-ratio ranges of the best models; export the best")
+    a.add_argument("run_dir", help="search run folder")
+    a.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    a.add_argument("--fraction", type=float, default=0.25, help="share of the trials per resample (default 0.25)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--name", help="name of the exported best config (default <run>_best)")
+    return p
+
+
+def _cmd_search(args) -> int:
+    from pathlib import Path
+
+    from . import search
+
+    if args.search_command == "analyze":
+        print(search.analyze_run(args.run_dir, n_boot=args.n_boot, fraction=args.fraction, seed=args.seed,
+                                 name=args.name).format())
+        return 0
+    template = None
+    if not args.resume:
+        if args.gflops is None or args.data is None:
+            raise LeanfaceError("a new search needs --gflops and --data")
+        if args.step == 2 and args.template is None:
+            raise LeanfaceError("step 2 needs --template (a step-1 run folder, a JSON config or a zoo name)")
+        template = search.resolve_template(args.template) if args.step == 2 else None
+        trial = search.TrialSettings(
+            data=str(Path(args.data).resolve()), epochs=args.epochs, img_size=args.img_size, eval_size=args.eval_size,
+            train_images=args.train_images, val_images=args.val_images, batch_size=args.batch_size, lr=args.lr,
+            warmup_iters=args.warmup_iters, report_every=args.report_every, workers=args.workers, seed=args.seed)
+        settings = search.SearchSettings(
+            step=args.step, gflops=args.gflops, num_samples=args.num_samples, trial=trial, seed=args.seed,
+            eps=args.eps, use_kps=args.use_kps, cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, asha=args.asha,
+            asha_grace=args.asha_grace)
+        if args.dry_run:
+            print(search.sample_candidates(settings.step, settings.gflops, settings.num_samples, seed=settings.seed,
+                                           eps=settings.eps, template=template, use_kps=settings.use_kps,
+                                           prefix=Path(args.run_dir).name).format())
+            return 0
+    records = search.run_search(args.run_dir, None if args.resume else settings, template=template,
+                                resume=args.resume, address=args.address)
+    print(f"{'trial':>20s} {'status':>9s} {'GF':>6s} {'hard AP':>8s}")
+    for r in records:
+        hard = f"{r.metrics['hard']:.4f}" if "hard" in r.metrics else "-"
+        print(f"{r.candidate.config.name:>20s} {r.status:>9s} {r.candidate.flops.gflops:6.3f} {hard:>8s}"
+              + (f"  {r.error}" if r.error else ""))
+    print(f"next: leanface search analyze {args.run_dir}")
+    return 0
+
+
 COMMANDS: list = [
     (_add_info, _cmd_info), (_add_convert, _cmd_convert), (_add_detect, _cmd_detect), (_add_demo, _cmd_demo),
     (_add_export, _cmd_export), (_add_bench, _cmd_bench), (_add_eval, _cmd_eval),
-    (_add_train, _cmd_train), (_add_stats, _cmd_stats),
+    (_add_train, _cmd_train), (_add_stats, _cmd_stats), (_add_search, _cmd_search),
 ]
 
 

@@ -59,10 +59,27 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def get_config(name: str):
+    """A zoo name, or the path of a JSON config file (`cfg.to_json()`, e.g. a searched model)."""
+    if name.lower().endswith(".json"):
+        return _config_file(name)
     _ensure_zoo()
     if name not in _MODELS:
         raise LeanfaceError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     return _MODELS[name]()
+
+
+def _config_file(path: str):
+    import json
+
+    from .config import config_from_dict
+
+    try:
+        with open(path) as f:
+            return config_from_dict(json.load(f))
+    except FileNotFoundError:
+        raise LeanfaceError(f"{path}: model config file not found") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LeanfaceError(f"{path}: not a leanface model config ({type(exc).__name__}: {exc})") from None
 
 
 def build_model(cfg) -> nn.Module:

@@ -1,0 +1,16 @@
+"""Computation-redistribution search (SCRFD section 4.2): budgeted sampling, Ray Tune trials, bootstrap analysis."""
+from .analysis import SearchAnalysis, analyze_run
+from .bootstrap import BootstrapResult, bootstrap_best
+from .budget import COMPONENTS, ComponentFlops, analytic_flops, measured_flops
+from .driver import (SearchSettings, TrialRecord, collect_trials, load_search, prepare_search, resolve_template,
+                     run_search)
+from .sampler import Candidate, SampleReport, sample_candidates
+from .space import BackboneSpace, FixedNeckHead, WholeSpace, check_config, gn_groups, make_config
+from .trial import TrialSettings, proxy_trial
+
+__all__ = [
+    "BackboneSpace", "BootstrapResult", "COMPONENTS", "Candidate", "ComponentFlops", "FixedNeckHead", "SampleReport",
+    "SearchAnalysis", "SearchSettings", "TrialRecord", "TrialSettings", "WholeSpace", "analytic_flops", "analyze_run",
+    "bootstrap_best", "check_config", "collect_trials", "gn_groups", "load_search", "make_config", "measured_flops",
+    "prepare_search", "proxy_trial", "resolve_template", "run_search", "sample_candidates",
+]

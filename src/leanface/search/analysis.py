@@ -1,0 +1,138 @@
+"""`leanface search analyze RUN`: where the best models put their compute, and the best model as a config.
+
+For each component (stem, C2-C5, neck, head) the statistic is its share of the model's FLOPs at
+640x480 and the score is hard-set AP; `bootstrap_best` gives the 95% interval and median of the
+share of the best model. Only trials that trained all their epochs count (ASHA-stopped or failed
+ones are listed, not used). Outputs in RUN/analysis/: summary.json, bootstrap.png and
+best_model.json (the best trial's config, loadable by name: `--model RUN/analysis/best_model.json`).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LeanfaceError
+from ..io import atomic_write
+from ..models.config import SCRFDConfig
+from .bootstrap import BootstrapResult, bootstrap_best
+from .budget import COMPONENTS
+from .driver import TrialRecord, collect_trials, load_search
+
+ANALYSIS_DIR = "analysis"
+SUMMARY_NAME = "summary.json"
+PLOT_NAME = "bootstrap.png"
+BEST_NAME = "best_model.json"
+_LABELS = {"stem": "stem", "c2": "C2 (layer1)", "c3": "C3 (layer2)", "c4": "C4 (layer3)", "c5": "C5 (layer4)",
+           "neck": "neck (PAFPN)", "head": "head"}
+
+
+@dataclass(frozen=True)
+class SearchAnalysis:
+    """ranges: component -> bootstrap of the best model's FLOPs share. best: the highest hard-AP trial."""
+
+    run_dir: Path
+    records: tuple[TrialRecord, ...]
+    ranges: dict[str, BootstrapResult]
+    best: TrialRecord
+    best_config: SCRFDConfig
+    files: tuple[Path, ...]
+
+    def format(self) -> str:
+        counts = {s: sum(r.status == s for r in self.records) for s in ("complete", "stopped", "failed", "pending")}
+        lines = [f"{self.run_dir}: {len(self.records)} trials ({', '.join(f'{n} {s}' for s, n in counts.items())})",
+                 f"best: {self.best.candidate.config.name}  hard AP {self.best.metrics['hard']:.4f}  "
+                 f"{self.best.candidate.flops.gflops:.3f} GFLOPs",
+                 f"{'component':>14s}  {'best':>6s}  {'median':>6s}  {'95% interval':>15s}   (% of FLOPs)"]
+        shares = self.best.candidate.flops.shares()
+        for c in COMPONENTS:
+            r = self.ranges[c]
+            lines.append(f"{_LABELS[c]:>14s}  {100 * shares[c]:6.1f}  {100 * r.median:6.1f}  "
+                         f"{100 * r.low:6.1f} - {100 * r.high:5.1f}")
+        lines += [f"wrote {p}" for p in self.files]
+        return "\n".join(lines)
+
+
+def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: float = 0.25, seed: int = 0,
+                name: str | None = None) -> SearchAnalysis:
+    """Bootstrap the completed trials of a search run and write RUN/analysis/{summary.json, bootstrap.png,
+    best_model.json}. name: the exported config's name (default "<run folder>_best")."""
+    run = Path(run_dir)
+    settings, sampler, _ = load_search(run)
+    records = collect_trials(run)
+    done = [r for r in records if r.status == "complete"]
+    if len(done) < 2:
+        raise LeanfaceError(f"{run}: {len(done)} completed trials; the bootstrap needs at least 2")
+    scores = np.array([r.metrics["hard"] for r in done])
+    shares = {c: np.array([r.candidate.flops.shares()[c] for r in done]) for c in COMPONENTS}
+    ranges = {c: bootstrap_best(shares[c], scores, n_boot=n_boot, fraction=fraction, seed=seed) for c in COMPONENTS}
+    best = done[int(np.argmax(scores))]
+    best_config = best.candidate.config.replace(name=name or f"{run.resolve().name}_best")
+
+    out = run / ANALYSIS_DIR
+    with atomic_write(out / BEST_NAME) as f:
+        f.write(best_config.to_json() + "\n")
+    summary = {
+        "run": str(run), "step": settings.step, "target_gflops": settings.gflops, "objective": "hard-set AP",
+        "val_images": settings.trial.val_images, "subset_note": "APs of short proxy trainings on a WIDER val subset",
+        "bootstrap": {"n_boot": n_boot, "fraction": fraction, "seed": seed, "statistic": "share of total FLOPs"},
+        "trials": {s: sum(r.status == s for r in records) for s in ("complete", "stopped", "failed", "pending")},
+        "ranges": {c: {**ranges[c].to_dict(), "best_model": best.candidate.flops.shares()[c]} for c in COMPONENTS},
+        "best": {"index": best.candidate.index, "name": best.candidate.config.name, **best.metrics,
+                 "gflops": best.candidate.flops.gflops, "exported_as": best_config.name,
+                 "config_file": str(out / BEST_NAME)},
+        "records": [{"index": r.candidate.index, "name": r.candidate.config.name, "status": r.status,
+                     **r.metrics, "gflops": r.candidate.flops.gflops,
+                     "shares": r.candidate.flops.shares(), **({"error": r.error} if r.error else {})}
+                    for r in records],
+        "sampler": {k: v for k, v in sampler.items() if k != "template"},
+    }
+    with atomic_write(out / SUMMARY_NAME) as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    _plot(shares, scores, ranges, best.candidate.flops.shares(), out / PLOT_NAME,
+          title=f"{run.resolve().name}: step {settings.step}, {settings.gflops} GFLOPs, {len(done)} trials")
+    return SearchAnalysis(run, tuple(records), ranges, best, best_config,
+                          (out / SUMMARY_NAME, out / PLOT_NAME, out / BEST_NAME))
+
+
+def _plot(shares: dict[str, np.ndarray], scores: np.ndarray, ranges: dict[str, BootstrapResult],
+          best: dict[str, float], path: Path, title: str) -> None:
+    """One panel per component (hard AP vs FLOPs share, best-model interval shaded), plus a summary bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
+    for ax, c in zip(axes.flat, COMPONENTS):
+        r = ranges[c]
+        x = 100 * shares[c]
+        ax.axvspan(100 * r.low, 100 * r.high, color="tab:blue", alpha=0.15, label="95% interval of the best")
+        ax.axvline(100 * r.median, color="tab:blue", lw=1.5, label="median")
+        ax.scatter(x, scores, s=18, color="k", zorder=3, label="trials")
+        ax.scatter([100 * best[c]], [scores.max()], s=60, facecolors="none", edgecolors="tab:red", zorder=4,
+                   label="best trial")
+        ax.set_title(_LABELS[c])
+        ax.set_xlabel("% of FLOPs")
+        ax.set_ylabel("hard AP (val subset)")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    ax = axes.flat[7]
+    med = np.array([100 * ranges[c].median for c in COMPONENTS])
+    err = np.array([[100 * (ranges[c].median - ranges[c].low), 100 * (ranges[c].high - ranges[c].median)]
+                    for c in COMPONENTS]).T
+    ax.bar(range(len(COMPONENTS)), med, yerr=err, capsize=3, color="tab:blue", alpha=0.7)
+    ax.set_xticks(range(len(COMPONENTS)), [c.upper() if c[0] == "c" else c for c in COMPONENTS])
+    ax.set_ylabel("% of FLOPs (median, 95% interval)")
+    ax.set_title("where the best models put their compute")
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    with atomic_write(path, binary=True) as f:
+        f.write(buf.getvalue())

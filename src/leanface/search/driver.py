@@ -1,0 +1,327 @@
+"""The search driver: sample candidates within the budget, run one Ray Tune trial per candidate.
+
+    settings = SearchSettings(step=1, gflops=0.5, num_samples=16, trial=TrialSettings(data="/data/widerface"))
+    records = run_search("runs/search/s1", settings)               # local Ray, or address="host:6379"
+    records = run_search("runs/search/s1", resume=True)            # after a kill: finished trials stay done
+
+A run folder holds search.json (settings + sampler report), candidates.jsonl (one accepted config
+per line, with its FLOPs per component) and tune/ (Tune's experiment state and one folder per
+trial: result.json with every report, error.txt for a failed trial, and the trial's own outputs).
+Everything the analysis needs is read from these files, without Ray.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import LeanfaceError
+from ..io import atomic_write
+from ..models.config import SCRFDConfig
+from .sampler import Candidate, SampleReport, sample_candidates
+from .trial import TrialSettings, proxy_trial
+
+SETTINGS_NAME = "search.json"
+CANDIDATES_NAME = "candidates.jsonl"
+TUNE_NAME = "tune"
+METRIC = "hard"  # the paper's selection criterion: hard-set AP
+
+TrialFn = Callable[[SCRFDConfig, TrialSettings, Path], Iterable[dict]]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """step: 1 (backbone, neck/head fixed) or 2 (whole network around a template). gflops: budget at
+    640x480, accepted within +-eps. num_samples: candidates (= trials). cpus_per_trial /
+    gpus_per_trial: Ray resources of one trial (fractions allowed). max_concurrent: trials at once
+    (0: as many as the resources allow). asha: stop weak trials early at their evaluations (needs
+    trial.report_every < trial.epochs); asha_grace: evaluations before a trial may be stopped.
+    """
+
+    step: int
+    gflops: float
+    num_samples: int
+    trial: TrialSettings
+    seed: int = 0
+    eps: float = 0.02
+    use_kps: bool = False
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 0
+    asha: bool = False
+    asha_grace: int = 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchSettings":
+        d = dict(d)
+        d["trial"] = TrialSettings.from_dict(d["trial"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What one trial left on disk. status: "complete" (trained all epochs), "stopped" (ended early by
+    ASHA, or cut off by a kill before the search was resumed), "failed" (error: the message), or
+    "pending" (never started). metrics: its last report; reports: how many it made."""
+
+    candidate: Candidate
+    status: str
+    metrics: dict
+    reports: int
+    error: str | None = None
+
+    @property
+    def score(self) -> float | None:
+        return self.metrics.get(METRIC) if self.status == "complete" else None
+
+
+def trial_dirname(index: int) -> str:
+    return f"trial_{index:03d}"
+
+
+def load_search(run_dir: str | os.PathLike) -> tuple[SearchSettings, dict, list[Candidate]]:
+    """(settings, sampler summary, candidates) of a run folder."""
+    run = Path(run_dir)
+    path = run / SETTINGS_NAME
+    if not path.is_file():
+        raise LeanfaceError(f"{path}: not found ({run} is not a search run folder)")
+    try:
+        record = json.loads(path.read_text())
+        settings = SearchSettings.from_dict(record["settings"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LeanfaceError(f"{path}: not a leanface search record ({type(exc).__name__}: {exc})") from None
+    if not (run / CANDIDATES_NAME).is_file():
+        raise LeanfaceError(f"{run / CANDIDATES_NAME}: not found (the search folder is incomplete)")
+    candidates = []
+    with open(run / CANDIDATES_NAME) as f:
+        for line_no, line in enumerate(f, 1):
+            try:
+                candidates.append(Candidate.from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise LeanfaceError(f"{run / CANDIDATES_NAME}:{line_no}: bad candidate ({exc})") from None
+    return settings, record["sampler"], candidates
+
+
+def resolve_template(spec: str) -> SCRFDConfig:
+    """Step 2's template: a step-1 run folder (its best completed trial), a JSON config file or a zoo name."""
+    from ..models.registry import get_config
+
+    if Path(spec, SETTINGS_NAME).is_file():
+        done = [r for r in collect_trials(spec) if r.status == "complete"]
+        if not done:
+            raise LeanfaceError(f"{spec}: no completed trial to take as the template")
+        return max(done, key=lambda r: r.metrics[METRIC]).candidate.config
+    return get_config(spec)
+
+
+def _read_results(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break  # a line cut short by a kill: what came before it is intact
+    return rows
+
+
+def collect_trials(run_dir: str | os.PathLike) -> list[TrialRecord]:
+    """The state of every trial of a run, read from Tune's per-trial files."""
+    run = Path(run_dir)
+    settings, _, candidates = load_search(run)
+    records = []
+    for cand in candidates:
+        trial_dir = run / TUNE_NAME / trial_dirname(cand.index)
+        rows = [r for r in _read_results(trial_dir / "result.json") if METRIC in r]
+        last = rows[-1] if rows else {}
+        metrics = {k: last[k] for k in ("epoch", "easy", "medium", "hard", "loss") if k in last}
+        error_file = trial_dir / "error.txt"
+        if metrics.get("epoch") == settings.trial.epochs:
+            status, error = "complete", None
+        elif error_file.is_file():
+            lines = error_file.read_text(errors="replace").strip().splitlines()
+            status, error = "failed", (lines[-1] if lines else "unknown error")
+        else:
+            status, error = ("stopped" if rows else "pending"), None
+        records.append(TrialRecord(cand, status, metrics, len(rows), error))
+    return records
+
+
+def _run_trial(params: dict, *, candidates: list[Candidate], settings: SearchSettings, trial_fn: TrialFn) -> None:
+    """Ray Tune function trainable: one candidate, one report per evaluation."""
+    import torch
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(settings.cpus_per_trial)))
+    cand = candidates[params["index"]]
+    out = Path(tune.get_context().get_trial_dir())
+    for metrics in trial_fn(cand.config, settings.trial, out):
+        tune.report({**metrics, "index": cand.index, "gflops": cand.flops.gflops})
+
+
+def _trial_name(trial) -> str:
+    return trial_dirname(trial.config["index"])
+
+
+def _make_trainable(candidates: list[Candidate], settings: SearchSettings, trial_fn: TrialFn):
+    from ray import tune
+
+    trainable = tune.with_parameters(_run_trial, candidates=candidates, settings=settings, trial_fn=trial_fn)
+    return tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+
+
+def _progress_callback(enabled: bool):
+    from ray import tune
+
+    class TrialProgress(tune.Callback):
+        """A progress bar over trials: done / running / failed, and the best hard AP so far."""
+
+        def __init__(self):
+            self.enabled = enabled
+            self.bar = None
+            self.finished: set[str] = set()
+            self.failed: set[str] = set()
+
+        def __getstate__(self):
+            # Tune pickles the run config (with its callbacks) for Tuner.restore: no open bar in it.
+            return {**self.__dict__, "bar": None}
+
+        def _show(self, trials) -> None:
+            if not self.enabled:
+                return
+            from tqdm import tqdm
+
+            self.finished |= {t.trial_id for t in trials if t.status == "TERMINATED"}
+            self.failed |= {t.trial_id for t in trials if t.status == "ERROR"}
+            if self.bar is None:
+                self.bar = tqdm(total=len(trials), desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)
+            running = sum(t.status == "RUNNING" and t.trial_id not in self.finished | self.failed for t in trials)
+            scores = [t.last_result[METRIC] for t in trials if t.last_result and METRIC in t.last_result]
+            best = f"{max(scores):.4f}" if scores else "-"
+            self.bar.n = len(self.finished) + len(self.failed)
+            self.bar.set_postfix_str(f"running {running}, failed {len(self.failed)}, best hard AP {best}")
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self._show(trials)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self._show(trials)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.finished.add(trial.trial_id)
+            self._show(trials)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.failed.add(trial.trial_id)
+            self._show(trials)
+
+        def on_experiment_end(self, trials, **info):
+            self._show(trials)
+            if self.bar is not None:
+                self.bar.close()
+
+    return TrialProgress()
+
+
+def _ray_init(address: str | None) -> bool:
+    """Connect to (or start) Ray; True when this call did, so the caller shuts it down."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        # Trial output goes to the trial folders; the driver shows one progress bar.
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except ConnectionError as exc:
+        raise LeanfaceError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+    return True
+
+
+def prepare_search(run_dir: str | os.PathLike, settings: SearchSettings, template: SCRFDConfig | None = None,
+                   ) -> SampleReport:
+    """Sample the candidates and write search.json and candidates.jsonl into a new run folder."""
+    run = Path(run_dir)
+    if (run / SETTINGS_NAME).exists():
+        raise LeanfaceError(f"{run / SETTINGS_NAME}: a search already exists here; continue it with "
+                            f"--resume (resume=True) or pick a new folder")
+    if settings.trial.epochs < 1 or settings.trial.img_size <= 0 or settings.trial.img_size % 32:
+        raise LeanfaceError(f"trials need epochs >= 1 and img_size a multiple of 32 (got {settings.trial.epochs}, "
+                            f"{settings.trial.img_size})")
+    if settings.trial.report_every and settings.trial.report_every > settings.trial.epochs:
+        raise LeanfaceError(f"report_every ({settings.trial.report_every}) exceeds epochs ({settings.trial.epochs})")
+    if settings.asha and len(settings.trial.rungs()) < 2:
+        raise LeanfaceError("asha needs at least two evaluations per trial: set report_every below epochs")
+    if not Path(settings.trial.data, "WIDER_val").is_dir():
+        raise LeanfaceError(f"{settings.trial.data}: no WIDER_val folder (trials evaluate on WIDER val)")
+    # Trials run in their own working folders (and on other nodes): the data path must be absolute.
+    data = str(Path(settings.trial.data).resolve())
+    settings = dataclasses.replace(settings, trial=dataclasses.replace(settings.trial, data=data))
+    report = sample_candidates(settings.step, settings.gflops, settings.num_samples, seed=settings.seed,
+                               eps=settings.eps, template=template, use_kps=settings.use_kps, prefix=run.name)
+    with atomic_write(run / CANDIDATES_NAME) as f:
+        for cand in report.candidates:
+            f.write(json.dumps(cand.to_dict()) + "\n")
+    with atomic_write(run / SETTINGS_NAME) as f:
+        json.dump({"settings": settings.to_dict(), "sampler": report.summary()}, f, indent=2)
+        f.write("\n")
+    return report
+
+
+def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = None, *,
+               template: SCRFDConfig | None = None, resume: bool = False, address: str | None = None,
+               trial_fn: TrialFn = proxy_trial, progress: bool = True) -> list[TrialRecord]:
+    """Run (or, with resume=True, continue) a search in `run_dir` on Ray Tune; return every trial's record.
+
+    New run: `settings` required (and `template` for step 2). Resume: settings come from the folder;
+    trials that finished are kept, unfinished ones start again. address: an existing Ray cluster
+    ("auto", "host:6379"); None starts Ray on this machine. trial_fn(config, trial settings, out dir)
+    yields metric dicts with "epoch" and "hard" (default: `proxy_trial`).
+    """
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new console output ignores verbose=0
+    try:
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+    except ImportError:
+        raise LeanfaceError("the search runs on Ray Tune: pip install 'leanface[search]'") from None
+    run = Path(run_dir).resolve()
+    experiment = run / TUNE_NAME
+    if not resume:
+        if settings is None:
+            raise LeanfaceError("a new search needs settings")
+        prepare_search(run, settings, template)
+    settings, _, candidates = load_search(run)
+    trainable = _make_trainable(candidates, settings, trial_fn)
+    started = _ray_init(address)
+    try:
+        if resume and tune.Tuner.can_restore(str(experiment)):
+            tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=False)
+        else:  # a new search, or one stopped before Tune saved any state
+            scheduler = None
+            if settings.asha:
+                scheduler = ASHAScheduler(time_attr="training_iteration", max_t=len(settings.trial.rungs()),
+                                          grace_period=settings.asha_grace, reduction_factor=2)
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"index": tune.grid_search([c.index for c in candidates])},
+                tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
+                                            max_concurrent_trials=settings.max_concurrent or None,
+                                            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+                run_config=tune.RunConfig(name=TUNE_NAME, storage_path=str(run), verbose=0,
+                                          sync_config=tune.SyncConfig(sync_artifacts=True),
+                                          callbacks=[_progress_callback(progress)]),
+            )
+        tuner.fit()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return collect_trials(run)

@@ -142,16 +142,19 @@ def photometric_distortion(image: np.ndarray, rng: np.random.Generator) -> np.nd
     saturation = rng.uniform(0.5, 1.5) if rng.random() < 0.5 else None
     hue = rng.uniform(-18, 18) if rng.random() < 0.5 else None
     if saturation is not None or hue is not None:
-        hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)  # float32: H in degrees [0, 360)
+        h, sat, v = cv2.split(cv2.cvtColor(img, cv2.COLOR_BGR2HSV))  # float32: H in degrees [0, 360)
         if saturation is not None:
-            hsv[..., 1] *= saturation
+            sat *= saturation
         if hue is not None:
-            hsv[..., 0] = np.mod(hsv[..., 0] + hue, 360.0)
-        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+            h += hue
+            h[h >= 360] -= 360
+            h[h < 0] += 360
+        img = cv2.cvtColor(cv2.merge([h, sat, v]), cv2.COLOR_HSV2BGR)
     if not contrast_first and rng.random() < 0.5:
         img *= rng.uniform(0.5, 1.5)
     if rng.random() < 0.5:
-        img = np.ascontiguousarray(img[..., rng.permutation(3)])
+        channels = cv2.split(img)
+        img = cv2.merge([channels[i] for i in rng.permutation(3)])
     return img
 
 

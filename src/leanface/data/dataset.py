@@ -18,15 +18,16 @@ from .augment import AugmentConfig, augment, augment_targets
 from .readers import ImageFaces
 
 
-def image_size(faces: ImageFaces) -> tuple[int, int]:
-    """(width, height) from the annotation, else from the image header (no decoding)."""
-    if faces.size is not None:
+def image_size(faces: ImageFaces | Path) -> tuple[int, int]:
+    """(width, height) from the annotation when it states it, else from the image header (no decoding)."""
+    if isinstance(faces, ImageFaces) and faces.size is not None:
         return faces.size
+    path = faces.path if isinstance(faces, ImageFaces) else Path(faces)
     try:
-        with Image.open(faces.path) as im:
+        with Image.open(path) as im:
             return im.size
     except (OSError, ValueError) as exc:
-        raise LeanfaceError(f"{faces.path}: cannot read image ({exc})") from None
+        raise LeanfaceError(f"{path}: cannot read image ({exc})") from None
 
 
 def read_bgr(path: Path) -> np.ndarray:

@@ -77,7 +77,7 @@ def read_wider_bbx_gt(path: str | os.PathLike, image_root: str | os.PathLike) ->
     """Read `wider_face_{train,val}_bbx_gt.txt`: name, count, then `x y w h blur expr illum invalid occl pose`.
 
     An image with no face is written as count 0 (or 1) followed by one line of ten zeros; both
-    give an empty image. Boxes of zero width or height are kept as listed (their positions are
+    give an empty image (the line of zeros may be missing after a count of 0). Boxes of zero width or height are kept as listed (their positions are
     what the evaluation keep-lists index); the training dataset drops them.
     """
     path, root = Path(path), Path(image_root)
@@ -97,13 +97,16 @@ def read_wider_bbx_gt(path: str | os.PathLike, image_root: str | os.PathLike) ->
             raise LeanfaceError(f"{path}:{i + 2}: expected a face count, got {lines[i + 1].strip()[:60]!r}") from None
         if count < 0:
             raise LeanfaceError(f"{path}:{i + 2}: negative face count {count}")
+        # The placeholder line of an empty image is optional for count 0 (some copies omit it).
+        placeholder = count == 0 and i + 2 < len(lines) and len(lines[i + 2].split()) == 10
+        n_rows = count + placeholder
         rows = []
-        for j in range(max(count, 1)):
+        for j in range(n_rows):
             lineno = i + 3 + j
             if lineno > len(lines):
                 raise LeanfaceError(f"{path}:{lineno}: file ends inside the faces of {name!r}")
             rows.append(_floats(lines[lineno - 1], f"{path}:{lineno}", (10,)))
-        i += 2 + max(count, 1)
+        i += 2 + n_rows
         table = np.asarray(rows, np.float32).reshape(-1, 10)
         if count <= 1 and not table.any():
             table = table[:0]

@@ -45,12 +45,7 @@ def make_anchors(height: int, width: int, strides=(8, 16, 32), base_sizes=(16, 6
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of every box in a (M, 4) with every box in b (N, 4) -> (M, N); x1y1x2y2, no +1."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
-    return inter / (area_a[:, None] + area_b[None] - inter).clamp(min=1e-6)
+    return _pair_iou(a[:, None, :], b[None, :, :])
 
 
 def atss_assign(anchors: Anchors, gt_boxes: torch.Tensor, topk: int = 9) -> torch.Tensor:
@@ -66,15 +61,14 @@ def atss_assign(anchors: Anchors, gt_boxes: torch.Tensor, topk: int = 9) -> torc
     assigned = torch.full((m,), -1, dtype=torch.long, device=gt_boxes.device)
     if n == 0:
         return assigned
-    ious = box_iou(anchors.boxes, gt_boxes)
     gt_centers = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
     candidates, start = [], 0
     for count in anchors.level_counts:
         dist = torch.cdist(anchors.centers[start:start + count], gt_centers)
         candidates.append(dist.topk(min(topk, count), dim=0, largest=False).indices + start)
         start += count
-    cand = torch.cat(candidates)  # (K, N) anchor indices
-    cand_ious = ious.gather(0, cand)
+    cand = torch.cat(candidates)  # (K, N) anchor indices; positives are always candidates
+    cand_ious = _pair_iou(anchors.boxes[cand], gt_boxes.expand_as(anchors.boxes[cand]))
     threshold = cand_ious.mean(0) + cand_ious.std(0)
     c = anchors.centers[cand]  # (K, N, 2)
     sides = torch.stack([c[..., 0] - gt_boxes[:, 0], c[..., 1] - gt_boxes[:, 1],
@@ -82,8 +76,20 @@ def atss_assign(anchors: Anchors, gt_boxes: torch.Tensor, topk: int = 9) -> torc
     wh = gt_boxes[:, 2:] - gt_boxes[:, :2]
     inside = sides.min(-1).values / (wh[:, 0] * wh[:, 1]).clamp(min=1e-4).sqrt() > 0.001
     positive = (cand_ious >= threshold) & inside
-    masked = torch.full_like(ious, -1.0)  # IoU is >= 0, so -1 marks "not a positive pair"
-    gt_index = torch.arange(n, device=gt_boxes.device).expand_as(cand)
-    masked[cand[positive], gt_index[positive]] = ious[cand[positive], gt_index[positive]]
-    best, best_gt = masked.max(1)
-    return torch.where(best >= 0, best_gt, assigned)
+    pos_anchor = cand[positive]
+    pos_gt = torch.arange(n, device=gt_boxes.device).expand_as(cand)[positive]
+    pos_iou = cand_ious[positive]
+    best = torch.full((m,), -1.0, device=gt_boxes.device).scatter_reduce(0, pos_anchor, pos_iou, "amax")
+    wins = pos_iou == best[pos_anchor]
+    assigned[pos_anchor[wins]] = pos_gt[wins]
+    return assigned
+
+
+def _pair_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of a[..., :] with b[..., :] elementwise over leading dims; x1y1x2y2, no +1."""
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area_a + area_b - inter).clamp(min=1e-6)

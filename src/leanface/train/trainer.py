@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import io
 import json
 import os
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..data.augment import CROP_CHOICES_SCRFD, AugmentConfig
 from ..data.dataset import FaceDataset, collate, training_faces
-from ..data.readers import ImageFaces, load_training_data
+from ..data.readers import load_training_data
 from ..errors import LeanfaceError
 from ..io import atomic_write
 from ..models.registry import build_model, get_config, save_checkpoint
@@ -144,7 +145,7 @@ class _EpochKeys(Sampler):
 class _Dist:
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
+    owned: bool = False  # this run created the process group, so it also ends it
 
     @property
     def main(self) -> bool:
@@ -155,9 +156,11 @@ def _setup_distributed(device: torch.device) -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return _Dist()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    owned = not dist.is_initialized()
+    if owned:
+        # Rank 0 evaluates while the others wait at a barrier: allow more than the default timeout.
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=1))
+    return _Dist(dist.get_rank(), dist.get_world_size(), owned)
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -215,25 +218,31 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def _plot_curves(rows: list[dict], path: Path) -> None:
+    """Training losses per epoch, and WIDER APs when the run evaluates."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(10, 4))
+    evaluated = [(e, r) for e, r in zip(epochs, rows) if r.get("hard") not in (None, "")]
+    fig, axes = plt.subplots(1, 2 if evaluated else 1, figsize=(10 if evaluated else 5.5, 4), squeeze=False)
+    ax_loss = axes[0, 0]
     for key in ("loss", "cls", "box", "kps"):
-        ax_loss.plot(epochs, [float(r[key]) for r in rows], label=key)
+        values = [float(r[key]) for r in rows]
+        if any(values):  # no landmark term for models without landmarks
+            ax_loss.plot(epochs, values, label=key)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss (epoch mean)")
     ax_loss.set_yscale("log")
     ax_loss.legend()
-    evaluated = [(e, r) for e, r in zip(epochs, rows) if r.get("hard") not in (None, "")]
-    for setting in ("easy", "medium", "hard"):
-        ax_ap.plot([e for e, _ in evaluated], [float(r[setting]) for _, r in evaluated], "o-", label=setting)
-    ax_ap.set_xlabel("epoch")
-    ax_ap.set_ylabel("WIDER val AP (subset present)")
-    ax_ap.legend()
+    if evaluated:
+        ax_ap = axes[0, 1]
+        for setting in ("easy", "medium", "hard"):
+            ax_ap.plot([e for e, _ in evaluated], [float(r[setting]) for _, r in evaluated], "o-", label=setting)
+        ax_ap.set_xlabel("epoch")
+        ax_ap.set_ylabel("WIDER val AP (images present)")
+        ax_ap.legend()
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -242,12 +251,12 @@ def _plot_curves(rows: list[dict], path: Path) -> None:
         f.write(buf.getvalue())
 
 
-def _evaluate(weights: Path, val_data: Path, out_dir: Path, img_size: int) -> dict:
-    """WIDER protocol (SCRFD_FACTS 3.3/5): long side 640 letterboxed, score 0.02, NMS 0.45."""
+def _evaluate(weights: Path, val_data: Path, out_dir: Path) -> dict:
+    """WIDER protocol (SCRFD_FACTS 3.3/5) whatever the training size: long side 640 letterboxed, score 0.02, NMS 0.45."""
     from ..eval import evaluate_detector
     from ..infer import Detector
 
-    detector = Detector(weights=weights, size=img_size, letterbox=True, score_thr=0.02, nms_thr=0.45)
+    detector = Detector(weights=weights, size=640, letterbox=True, score_thr=0.02, nms_thr=0.45)
     evaluation, _ = evaluate_detector(detector, val_data, out_dir, progress=False)
     return {k: round(v, 5) for k, v in evaluation.result.aps.items()}
 
@@ -318,7 +327,8 @@ def train(cfg: TrainConfig, model, data, *, val_data: str | os.PathLike | None =
         net.train()
         sums = {"loss": 0.0, "cls": 0.0, "box": 0.0, "kps": 0.0, "num_pos": 0.0}
         seen, t0 = 0, time.perf_counter()
-        bar = _progress(loader, epoch, cfg.epochs, enabled=progress and ddp.main)
+        bar = _progress(_one_line_errors(loader), epoch, cfg.epochs, enabled=progress and ddp.main,
+                        total=iters_per_epoch)
         for batch in bar:
             x = batch["image"].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
@@ -333,15 +343,16 @@ def train(cfg: TrainConfig, model, data, *, val_data: str | os.PathLike | None =
             scaler.scale(losses["loss"]).backward()
             scaler.step(optimizer)
             scaler.update()
+            lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             n = x.shape[0]
             seen += n
             for k, v in zip(sums, torch.stack([losses[k].detach().float().cpu() for k in sums]).tolist()):
                 sums[k] += v * n
             if ddp.main and progress:
-                bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", lr=f"{lr:.2e}")
         seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, "iters": (epoch + 1) * iters_per_epoch, "lr": optimizer.param_groups[0]["lr"],
+        row = {"epoch": epoch, "iters": (epoch + 1) * iters_per_epoch, "lr": lr,
                **{k: round(v / max(seen, 1), 5) for k, v in sums.items()},
                "images_per_s": round(seen * ddp.world / seconds, 2), "seconds": round(seconds, 1)}
         last = epoch + 1 == cfg.epochs
@@ -350,26 +361,36 @@ def train(cfg: TrainConfig, model, data, *, val_data: str | os.PathLike | None =
             if evaluate or last:
                 save_checkpoint(out / WEIGHTS_NAME, model_cfg, bare.state_dict(), epoch=epoch + 1)
             if evaluate:
-                row.update(_evaluate(out / WEIGHTS_NAME, Path(val_data), out / "eval" / f"epoch_{epoch + 1}",
-                                     cfg.img_size))
+                row.update(_evaluate(out / WEIGHTS_NAME, Path(val_data), out / "eval" / f"epoch_{epoch + 1}"))
             history.append(row)
+            _write_metrics(out / METRICS_NAME, history)
             if (epoch + 1) % cfg.ckpt_interval == 0 or last:
                 _save_state(out / STATE_NAME, bare, optimizer, scheduler, scaler, epoch + 1, model_cfg, cfg)
-            _write_metrics(out / METRICS_NAME, history)
-            _plot_curves(history, out / "curves.png")
+                _plot_curves(history, out / "curves.png")
         if ddp.world > 1:
             dist.barrier()
     if start_epoch >= cfg.epochs and ddp.main and not (out / WEIGHTS_NAME).is_file():
         save_checkpoint(out / WEIGHTS_NAME, model_cfg, bare.state_dict(), epoch=cfg.epochs)
+    if ddp.owned:
+        dist.destroy_process_group()
     final = history[-1] if history else {}
     return TrainResult(out, out / WEIGHTS_NAME, cfg.epochs, dict(final), list(history))
 
 
-def _progress(loader, epoch: int, epochs: int, enabled: bool):
+def _progress(batches, epoch: int, epochs: int, enabled: bool, total: int):
     from tqdm import tqdm
 
-    return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="it", file=sys.stderr, disable=not enabled,
-                dynamic_ncols=True)
+    return tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="it", total=total, file=sys.stderr,
+                disable=not enabled, dynamic_ncols=True)
+
+
+def _one_line_errors(loader):
+    """Batches of `loader`; a user error raised in a worker process keeps its one-line message."""
+    try:
+        yield from loader
+    except LeanfaceError as exc:
+        last = str(exc).strip().splitlines()[-1]
+        raise LeanfaceError(last.split("LeanfaceError: ", 1)[-1]) from None
 
 
 def _save_config(out: Path, cfg: TrainConfig, model_cfg, data, val_data, world: int, device: torch.device) -> None:

@@ -1,0 +1,152 @@
+"""The training loop: a tiny model overfits real images; resume equals an uninterrupted run; the CLI."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from leanface.cli import main
+from leanface.data import image_size, load_wider_split
+from leanface.errors import LeanfaceError
+from leanface.infer import Detector
+from leanface.models import create_model, get_config
+from leanface.train import TrainConfig, box_iou, train
+
+from .conftest import WIDER, need
+
+
+@pytest.fixture(scope="module")
+def wider_train():
+    need(WIDER / "wider_face_split" / "wider_train_labelv2.txt")
+    return load_wider_split(WIDER)
+
+
+def _easy_images(images, n: int, size: int):
+    """Images with 1-3 faces, all 24-80 px at the training size (easy to learn from four images)."""
+    out = []
+    for im in images:
+        w, h = image_size(im)
+        side = np.sqrt((im.boxes[:, 2] - im.boxes[:, 0]) * (im.boxes[:, 3] - im.boxes[:, 1])) * size / max(w, h)
+        if 1 <= len(im) <= 3 and side.min() > 24 and side.max() < 80:
+            out.append(im)
+    return out[:n]
+
+
+def test_tiny_model_overfits_real_images(wider_train, tmp_path):
+    torch.set_num_threads(1)
+    images = _easy_images(wider_train, 4, 160)
+    cfg = TrainConfig(epochs=150, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=160,
+                      augment=False, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
+    result = train(cfg, get_config("scrfd_500m_kps"), images, progress=False)
+    losses = [float(r["loss"]) for r in result.history]
+    # The loss first rises (box/landmark terms are weighted by the growing scores), then falls clearly.
+    assert np.mean(losses[-5:]) < 0.35 * max(losses)
+    assert np.mean(losses[-5:]) < 0.6 * losses[0]
+    # The saved weights load through the public paths and find the faces.
+    create_model(None, weights=result.weights)
+    det = Detector(weights=result.weights, size=160, score_thr=0.3, nms_thr=0.4)
+    best = []
+    for im in images:
+        found = det(str(im.path))
+        iou = box_iou(torch.from_numpy(im.boxes), torch.from_numpy(found.boxes))
+        best += iou.max(1).values.tolist() if iou.numel() else [0.0] * len(im)
+    assert np.mean(np.asarray(best) >= 0.5) >= 0.75, best
+    assert np.mean(best) >= 0.6, best
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_resume_equals_uninterrupted_run(wider_train, tmp_path):
+    torch.set_num_threads(1)
+    images = wider_train[:2]
+    # Warm-up and an lr step both fall inside the run; the straight run loads data with a worker
+    # process, the interrupted one in-process (augmentation must not depend on that).
+    base = dict(batch_size=2, lr=0.02, warmup_iters=2, lr_steps=(2,), img_size=96, seed=3)
+    straight = train(TrainConfig(epochs=3, workers=1, out_dir=str(tmp_path / "a"), **base), "scrfd_500m_kps",
+                     images, progress=False)
+    train(TrainConfig(epochs=1, workers=0, out_dir=str(tmp_path / "b"), **base), "scrfd_500m_kps", images,
+          progress=False)
+    interrupted = _state(tmp_path / "b" / "last.pt")
+    resumed = train(TrainConfig(epochs=3, workers=0, out_dir=str(tmp_path / "b"), **base), "scrfd_500m_kps",
+                    images, resume=True, progress=False)
+    a, b = _state(tmp_path / "a" / "last.pt"), _state(tmp_path / "b" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    changed = max((b["model"][k].float() - v.float()).abs().max().item() for k, v in interrupted["model"].items())
+    assert changed > 1e-3  # the resumed epochs did train
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=0, atol=1e-6)
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        torch.testing.assert_close(pb["momentum_buffer"], pa["momentum_buffer"], rtol=0, atol=1e-6)
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 3
+    assert straight.metrics["loss"] == pytest.approx(resumed.metrics["loss"], abs=1e-5)
+    with open(tmp_path / "b" / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert saved["model"]["name"] == "scrfd_500m_kps" and saved["train"]["epochs"] == 3
+
+
+def test_resume_refuses_a_changed_recipe(wider_train, tmp_path):
+    images = wider_train[:1]
+    cfg = TrainConfig(epochs=1, batch_size=1, img_size=64, workers=0, out_dir=str(tmp_path))
+    train(cfg, "scrfd_500m", images, progress=False)
+    assert main(["train", "--model", "scrfd_500m", "--data", str(WIDER), "--out-dir", str(tmp_path),
+                 "--resume", "--img-size", "96", "--epochs", "2", "--workers", "0"]) == 2
+    assert main(["train", "--model", "scrfd_500m_kps", "--data", str(WIDER), "--out-dir", str(tmp_path),
+                 "--resume", "--img-size", "64", "--epochs", "2", "--workers", "0"]) == 2
+
+
+def test_cli_train_one_epoch_from_a_jsonl_file(wider_train, tmp_path, capsys):
+    rows = [{"image": str(im.path), "faces": [{"box": b.tolist()} for b in im.boxes]} for im in wider_train[:2]]
+    ann = tmp_path / "faces.jsonl"
+    ann.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "run"
+    assert main(["train", "--model", "scrfd_500m", "--data", str(ann), "--out-dir", str(out), "--epochs", "1",
+                 "--batch-size", "2", "--img-size", "64", "--workers", "0", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["epoch"] == 0
+    for name in ("model.pt", "last.pt", "metrics.csv", "config.json", "curves.png"):
+        assert (out / name).is_file(), name
+
+
+def test_cli_train_user_errors(tmp_path, capsys):
+    assert main(["train", "--model", "scrfd_500m", "--data", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main(["train", "--model", "no_such_model", "--data", str(tmp_path)]) == 2
+    assert main(["train", "--model", "scrfd_500m", "--data", str(tmp_path), "--img-size", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "multiple of 32" in err and len(err.strip().splitlines()) == 2
+
+
+def test_periodic_wider_evaluation(wider_train, tmp_path):
+    # A WIDER root with two validation images (symlinks), so the official protocol runs in seconds.
+    val = tmp_path / "wider"
+    event = sorted((WIDER / "WIDER_val" / "images").iterdir())[0]
+    (val / "WIDER_val" / "images" / event.name).mkdir(parents=True)
+    for img in sorted(event.glob("*.jpg"))[:2]:
+        (val / "WIDER_val" / "images" / event.name / img.name).symlink_to(img)
+    (val / "ground_truth").symlink_to(WIDER / "ground_truth")
+    (val / "wider_face_split").symlink_to(WIDER / "wider_face_split")
+    cfg = TrainConfig(epochs=2, batch_size=2, img_size=64, workers=0, eval_interval=2, out_dir=str(tmp_path / "run"))
+    result = train(cfg, "scrfd_500m", wider_train[:2], val_data=val, progress=False)
+    assert "hard" not in result.history[0]
+    assert all(0.0 <= result.metrics[s] <= 1.0 for s in ("easy", "medium", "hard"))
+    assert (tmp_path / "run" / "eval" / "epoch_2" / event.name).is_dir()
+    with pytest.raises(LeanfaceError, match="no WIDER validation folder"):
+        train(dataclasses.replace(cfg, epochs=1), "scrfd_500m", wider_train[:2], progress=False)
+
+
+def test_unreadable_image_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "bad.jpg").write_text("not a jpeg")
+    (tmp_path / "f.jsonl").write_text(json.dumps({"image": "bad.jpg", "faces": [{"box": [1, 1, 30, 30]}]}) + "\n")
+    for workers in ("0", "1"):
+        assert main(["train", "--model", "scrfd_500m", "--data", str(tmp_path / "f.jsonl"), "--out-dir",
+                     str(tmp_path / "run"), "--epochs", "1", "--img-size", "64", "--workers", workers,
+                     "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "bad.jpg: cannot read image" in err[0]

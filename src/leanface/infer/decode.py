@@ -15,6 +15,8 @@ class DistanceDecoder:
     """
 
     nms_offset = 0.0  # mmcv NMS (the WIDER protocol) uses no +1 pixel convention
+    clip_before_nms = True  # the mmdet test path clips decoded boxes to the image before NMS
+    keep_top_k = None  # max_per_img -1: keep every detection that survives NMS
 
     def __init__(self, strides: tuple[int, ...], num_anchors: int, has_landmarks: bool):
         self.strides = tuple(strides)

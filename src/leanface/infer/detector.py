@@ -72,6 +72,12 @@ def _onnx_config(backend: OnnxBackend, model, path: str):
     raise LeanfaceError(f"{path}: {n} outputs; not a SCRFD layout and no leanface config inside; pass model=")
 
 
+def _clip(boxes: np.ndarray, p) -> None:
+    """Clip network-pixel boxes in place to the resized image (not the padding)."""
+    np.clip(boxes[:, 0::2], 0, p.new_w, out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], 0, p.new_h, out=boxes[:, 1::2])
+
+
 class Detector:
     """Face detector.
 
@@ -150,14 +156,16 @@ class Detector:
 
     def _finish(self, cand, p, source) -> Faces:
         boxes, scores, kps = cand
-        # Clip to the resized image (not the padding), as the official test path does before NMS.
-        np.clip(boxes[:, 0::2], 0, p.new_w, out=boxes[:, 0::2])
-        np.clip(boxes[:, 1::2], 0, p.new_h, out=boxes[:, 1::2])
-        keep = nms(boxes, scores, self.nms_thr, self.decoder.nms_offset)
-        if self.max_faces is not None:
-            keep = keep[: self.max_faces]
+        dec = self.decoder
+        if dec.clip_before_nms:
+            _clip(boxes, p)
+        keep = nms(boxes, scores, self.nms_thr, dec.nms_offset)
+        limit = min(k for k in (dec.keep_top_k, self.max_faces, len(keep)) if k is not None)
+        keep = keep[:limit]
+        boxes = boxes[keep]
+        _clip(boxes, p)  # returned boxes always lie inside the image
         scale = np.array([p.scale_x, p.scale_y], np.float32)
-        boxes = boxes[keep] / np.tile(scale, 2)
+        boxes /= np.tile(scale, 2)
         landmarks = None if kps is None else kps[keep] / scale
         return Faces(boxes, scores[keep], landmarks, p.width, p.height, source)
 

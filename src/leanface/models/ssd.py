@@ -161,6 +161,8 @@ class SSDDecoder:
     """
 
     nms_offset = 0.0  # the official NMS computes areas without the "+1" pixel convention
+    clip_before_nms = False  # the official path runs NMS on unclipped boxes
+    keep_top_k = 750  # at most this many detections per image after NMS
     pre_nms_top_k = 5000
 
     def __init__(self, cfg):

@@ -10,10 +10,8 @@ Needs ../shared (official weights and a real image); run: .venv/bin/python bench
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -22,33 +20,13 @@ import onnxruntime as ort
 import torch
 
 from leanface import Detector, create_model
+from leanface.benchmark import interleaved_medians, ort_session
 from leanface.export import export_onnx
 from leanface.models import save_checkpoint
 from leanface.models.importers import import_weights
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = {"scrfd_500m_kps": "det_500m.onnx", "scrfd_2.5g_kps": "det_2.5g.onnx"}
-
-
-def session(path: Path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def interleaved(fns: dict, rounds: int, inner: int = 5) -> dict:
-    for fn in fns.values():
-        for _ in range(3):
-            fn()
-    samples = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            samples[k].append((time.perf_counter() - t) * 1000 / inner)
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def main() -> int:
@@ -72,7 +50,7 @@ def main() -> int:
         export_onnx(net, tmp / f"{name}.onnx")
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            theirs, ours = session(official, threads), session(tmp / f"{name}.onnx", threads)
+            theirs, ours = ort_session(official, threads), ort_session(tmp / f"{name}.onnx", threads)
             det = Detector(weights=tmp / f"{name}.onnx", threads=threads)
             tx = torch.from_numpy(x)
 
@@ -80,7 +58,7 @@ def main() -> int:
                 with torch.inference_mode():
                     net.forward_export(tx)
 
-            t = interleaved({
+            t = interleaved_medians({
                 "official": lambda: theirs.run(None, {"input.1": x}),
                 "ours": lambda: ours.run(None, {"input.1": x}),
                 "eager": eager,

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ import onnxruntime as ort
 import torch
 
 from leanface import Detector, create_model
+from leanface.benchmark import interleaved_medians, ort_session
 from leanface.eval import evaluate_detector, load_ground_truth
 from leanface.export import export_onnx
 from leanface.models import save_checkpoint
@@ -62,28 +61,6 @@ FOOTNOTES = {
 }
 
 
-def interleaved(fns: dict, rounds: int, inner: int = 3) -> dict:
-    """Median ms per call of each function, timed in interleaved rounds after a warm-up."""
-    for fn in fns.values():
-        for _ in range(2):
-            fn()
-    samples = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            samples[k].append((time.perf_counter() - t) * 1000 / inner)
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
-def session(path: Path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(OFFICIAL), choices=list(OFFICIAL))
@@ -112,7 +89,7 @@ def main() -> int:
         torch.set_num_threads(threads)
         fns = {}
         for name in args.models:
-            sess = session(onnx_paths[name], threads)
+            sess = ort_session(onnx_paths[name], threads)
 
             def eager(net=nets[name]):
                 with torch.inference_mode():
@@ -120,7 +97,7 @@ def main() -> int:
 
             fns[name, "torch"] = eager
             fns[name, "ort"] = lambda sess=sess: sess.run(None, {"input.1": x})
-        for (name, backend), ms in interleaved(fns, args.rounds).items():
+        for (name, backend), ms in interleaved_medians(fns, args.rounds).items():
             rows[name][f"{backend}{threads}"] = ms
     load = os.getloadavg()[0]
 

@@ -26,3 +26,18 @@ def atomic_write(path: str | os.PathLike, binary: bool = False):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def save_figure(fig, path: str | os.PathLike) -> str | os.PathLike:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    with atomic_write(path, binary=True) as f:
+        f.write(buf.getvalue())
+    return path

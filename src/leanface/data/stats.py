@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import LeanfaceError
-from ..io import atomic_write
+from ..io import save_figure
 from .augment import CROP_CHOICES_BASELINE, CROP_CHOICES_SCRFD, AugmentConfig
 from .dataset import FaceDataset, image_size, training_faces
 from .readers import ImageFaces, load_training_data
@@ -173,7 +172,7 @@ def plot_stats(stats: DataStats, out_dir: str | os.PathLike) -> list[Path]:
     ax.set_ylabel("cumulative share of faces")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out_dir / "scale_cdf.png"))
+    paths.append(save_figure(fig, out_dir / "scale_cdf.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     width = 0.8 / len(stats.positives)
@@ -184,17 +183,7 @@ def plot_stats(stats: DataStats, out_dir: str | os.PathLike) -> list[Path]:
     ax.set_xlabel("anchor size (px)")
     ax.set_ylabel(f"positive anchors / {stats.positives[0].epochs} epoch(s)")
     ax.legend()
-    paths.append(_save(fig, out_dir / "positive_anchors.png"))
+    paths.append(save_figure(fig, out_dir / "positive_anchors.png"))
     return paths
 
 
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    with atomic_write(path, binary=True) as f:
-        f.write(buf.getvalue())
-    return path

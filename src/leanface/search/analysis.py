@@ -8,7 +8,6 @@ best_model.json (the best trial's config, loadable by name: `--model RUN/analysi
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LeanfaceError
-from ..io import atomic_write
+from ..io import atomic_write, save_figure
 from ..models.config import SCRFDConfig
 from .bootstrap import BootstrapResult, bootstrap_best
 from .budget import COMPONENTS
@@ -130,9 +129,4 @@ def _plot(shares: dict[str, np.ndarray], scores: np.ndarray, ranges: dict[str, B
     ax.set_ylabel("% of FLOPs (median, 95% interval)")
     ax.set_title("where the best models put their compute")
     fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    with atomic_write(path, binary=True) as f:
-        f.write(buf.getvalue())
+    save_figure(fig, path)

@@ -44,3 +44,29 @@ def bench_detector(detector, image, repeats: int = 20) -> dict:
         "input": f"{padded[1]}x{padded[0]}",
         "backend": type(detector.backend).__name__.replace("Backend", ""),
     }
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner: int = 3) -> dict[str, float]:
+    """Median ms per call of each function, timed in interleaved rounds after a warm-up, so
+    background load on a shared machine hits every contender alike."""
+    for fn in fns.values():
+        for _ in range(2):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            samples[k].append((time.perf_counter() - t) * 1000 / inner)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def ort_session(path, threads: int):
+    """An onnxruntime CPU session pinned to `threads` intra-op threads (quiet logging)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

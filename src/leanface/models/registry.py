@@ -19,6 +19,7 @@ from ..errors import LeanfaceError
 _MODELS: dict[str, Callable[[], object]] = {}
 _FAMILIES: dict[str, tuple[Callable[[object], nn.Module], type]] = {}
 _DECODERS: dict[str, Callable] = {}
+_LOSSES: dict[str, Callable] = {}
 
 CHECKPOINT_FORMAT = "leanface-checkpoint-v1"
 
@@ -36,16 +37,31 @@ def register_model(fn: Callable[[], object]) -> Callable[[], object]:
 
 
 def register_family(family: str, builder: Callable[[object], nn.Module], config_cls: type,
-                    decoder: Callable | None = None) -> None:
-    """`decoder(cfg)` makes the family's output decoder (see leanface.infer.decode); SCRFD's is built in."""
+                    decoder: Callable | None = None, loss: Callable | None = None) -> None:
+    """`decoder(cfg)` makes the family's output decoder (see leanface.infer.decode); SCRFD's is built in.
+
+    `loss(cfg, input_hw, device, weights)` makes the family's training loss for (H, W) inputs: a callable
+    `(net(x), boxes, landmarks, landmark_valid) -> {"loss", "cls", "box", "kps", "num_pos": scalar tensors}`
+    (see leanface.train.scrfd_loss); `weights` is the trainer's LossWeights. Families without one cannot
+    be trained.
+    """
     _FAMILIES[family] = (builder, config_cls)
     if decoder is not None:
         _DECODERS[family] = decoder
+    if loss is not None:
+        _LOSSES[family] = loss
 
 
 def decoder_factory(family: str) -> Callable:
     _ensure_zoo()
     return _DECODERS[family]
+
+
+def loss_factory(family: str) -> Callable:
+    _ensure_zoo()
+    if family not in _LOSSES:
+        raise LeanfaceError(f"model family {family!r} has no training loss, so it cannot be trained")
+    return _LOSSES[family]
 
 
 def config_class_for_family(family: str) -> type:

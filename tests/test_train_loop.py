@@ -63,19 +63,19 @@ def _state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def test_resume_equals_uninterrupted_run(wider_train, tmp_path):
+@pytest.mark.parametrize("model", ["scrfd_500m_kps", "eresfd"])
+def test_resume_equals_uninterrupted_run(wider_train, tmp_path, model):
     torch.set_num_threads(1)
     images = wider_train[:2]
     # Warm-up and an lr step both fall inside the run; the straight run loads data with a worker
     # process, the interrupted one in-process (augmentation must not depend on that).
     base = dict(batch_size=2, lr=0.02, warmup_iters=2, lr_steps=(2,), img_size=96, seed=3)
-    straight = train(TrainConfig(epochs=3, workers=1, out_dir=str(tmp_path / "a"), **base), "scrfd_500m_kps",
-                     images, progress=False)
-    train(TrainConfig(epochs=1, workers=0, out_dir=str(tmp_path / "b"), **base), "scrfd_500m_kps", images,
-          progress=False)
+    straight = train(TrainConfig(epochs=3, workers=1, out_dir=str(tmp_path / "a"), **base), model, images,
+                     progress=False)
+    train(TrainConfig(epochs=1, workers=0, out_dir=str(tmp_path / "b"), **base), model, images, progress=False)
     interrupted = _state(tmp_path / "b" / "last.pt")
-    resumed = train(TrainConfig(epochs=3, workers=0, out_dir=str(tmp_path / "b"), **base), "scrfd_500m_kps",
-                    images, resume=True, progress=False)
+    resumed = train(TrainConfig(epochs=3, workers=0, out_dir=str(tmp_path / "b"), **base), model, images,
+                    resume=True, progress=False)
     a, b = _state(tmp_path / "a" / "last.pt"), _state(tmp_path / "b" / "last.pt")
     assert a["epoch"] == b["epoch"] == 3
     changed = max((b["model"][k].float() - v.float()).abs().max().item() for k, v in interrupted["model"].items())
@@ -89,7 +89,7 @@ def test_resume_equals_uninterrupted_run(wider_train, tmp_path):
     with open(tmp_path / "b" / "metrics.csv") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
     saved = json.loads((tmp_path / "b" / "config.json").read_text())
-    assert saved["model"]["name"] == "scrfd_500m_kps" and saved["train"]["epochs"] == 3
+    assert saved["model"]["name"] == model and saved["train"]["epochs"] == 3
 
 
 def test_resume_refuses_a_changed_recipe(wider_train, tmp_path):

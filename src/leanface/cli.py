@@ -259,10 +259,13 @@ def _add_train(sub):
     from .train import TrainConfig
 
     d = TrainConfig()
-    p = sub.add_parser("train", help="train a detector (SCRFD recipe: ATSS, QFL, DIoU, sample redistribution)")
+    p = sub.add_parser("train", help="train a detector (SCRFD recipe and sample redistribution; each family's own "
+                                      "loss: ATSS/QFL/DIoU for SCRFD, S3FD matching for EResFD/EXTD)")
     p.add_argument("--model", required=True, help="zoo name, or a JSON model config file (SCRFDConfig.to_json)")
     p.add_argument("--data", required=True, help="WIDER-layout root (labelv2 landmarks when present) or an "
                                                  "annotation file (*_bbx_gt.txt, label*.txt, .jsonl)")
+    p.add_argument("--weights", help="leanface weights of the same model to fine-tune (e.g. official ones "
+                                     "imported with `leanface convert`); default: random initialisation")
     p.add_argument("--val-data", help="WIDER root for periodic evaluation (default: --data if it has WIDER_val)")
     p.add_argument("--out-dir", default=d.out_dir, help=f"run folder (default {d.out_dir})")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt exactly")
@@ -280,6 +283,9 @@ def _add_train(sub):
                    help="do not clip boxes to the crop (the 2.5g/10g configs)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="whole images letterboxed, no flip/colour (for overfitting checks)")
+    p.add_argument("--freeze-bn-after", type=int, metavar="EPOCHS",
+                   help="from this epoch on BatchNorm keeps its running statistics (0: fine-tuning on small "
+                        "batches, and EXTD; default never)")
     p.add_argument("--workers", type=int, default=d.workers, help=f"data loading processes (default {d.workers})")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N (default auto)")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="full precision on GPU")
@@ -318,11 +324,11 @@ def _cmd_train(args) -> int:
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=args.warmup_iters,
         lr_steps=args.lr_steps, img_size=args.img_size, crop_choices=args.crop_choices,
-        clip_border=args.clip_border, augment=args.augment, workers=args.workers, device=args.device,
-        amp=args.amp, out_dir=args.out_dir, seed=args.seed, eval_interval=args.eval_interval,
-        ckpt_interval=args.ckpt_interval)
-    result = train(cfg, _model_arg(args.model), args.data, val_data=args.val_data, resume=args.resume,
-                   progress=not args.quiet)
+        clip_border=args.clip_border, augment=args.augment, freeze_bn_after=args.freeze_bn_after,
+        workers=args.workers, device=args.device, amp=args.amp, out_dir=args.out_dir, seed=args.seed,
+        eval_interval=args.eval_interval, ckpt_interval=args.ckpt_interval)
+    result = train(cfg, _model_arg(args.model), args.data, weights=args.weights, val_data=args.val_data,
+                   resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     print(json.dumps(result.metrics))

@@ -53,15 +53,19 @@ def training_faces(faces: ImageFaces) -> tuple[np.ndarray, np.ndarray, np.ndarra
 class FaceDataset(torch.utils.data.Dataset):
     """Augmented samples of `images`. Index with `(epoch, i)` (or `i`, meaning epoch 0).
 
-    A sample is a dict: image (3, S, S) float32 RGB normalised as (pixel - 127.5) / 128;
-    boxes (N, 4) float32 x1y1x2y2 pixels of the S x S image; landmarks (N, 5, 2) float32;
-    landmark_valid (N, 5) bool.
+    A sample is a dict: image (3, S, S) float32 RGB normalised as (pixel - mean) / std per channel
+    (the model config's; SCRFD's 127.5 / 128 by default); boxes (N, 4) float32 x1y1x2y2 pixels of the
+    S x S image; landmarks (N, 5, 2) float32; landmark_valid (N, 5) bool.
     """
 
-    def __init__(self, images: list[ImageFaces], cfg: AugmentConfig = AugmentConfig(), seed: int = 0):
+    def __init__(self, images: list[ImageFaces], cfg: AugmentConfig = AugmentConfig(), seed: int = 0,
+                 mean: tuple[float, float, float] = (127.5, 127.5, 127.5),
+                 std: tuple[float, float, float] = (128.0, 128.0, 128.0)):
         self.images = images
         self.cfg = cfg
         self.seed = seed
+        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
+        self.inv_std = (1.0 / np.asarray(std, np.float32)).reshape(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -75,8 +79,8 @@ class FaceDataset(torch.utils.data.Dataset):
         image = read_bgr(faces.path)
         image, t = augment(image, *training_faces(faces), self.cfg, self.rng(epoch, index))
         chw = np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1))
-        chw -= 127.5
-        chw /= 128.0
+        chw -= self.mean
+        chw *= self.inv_std
         return {
             "image": torch.from_numpy(chw),
             "boxes": torch.from_numpy(t.boxes),

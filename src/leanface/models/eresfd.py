@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_family, register_model
-from .ssd import SSDAnchorConfig, SSDDecoder, SSDDetector
+from .ssd import SSDAnchorConfig, SSDDecoder, SSDDetector, ssd_loss
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class EResFD(SSDDetector):
         return [fem(m) for fem, m in zip(self.context, self.neck(self.backbone(x)))]
 
 
-register_family("eresfd", EResFD, EResFDConfig, decoder=SSDDecoder)
+register_family("eresfd", EResFD, EResFDConfig, decoder=SSDDecoder, loss=ssd_loss)
 
 
 @register_model

@@ -3,6 +3,12 @@
 The stem and block group make a stride-4 map; the same group (shared weights, ending in a stride-2
 block) is applied again five times for strides 8..128 ("iterative filter reuse"). A top-down path
 (bilinear upsampling, depthwise-separable conv, add) fuses the maps; 3x3 SSD heads predict on them.
+
+Training: as in the official code, each BatchNorm of the reused group serves all six passes, so its
+one set of running statistics mixes six distributions, and weights learned with batch statistics
+fail in eval mode. The official training ran in eval mode after its first epoch (its per-epoch
+validation calls net.eval() and nothing switches back), so the released weights were learned with
+frozen statistics: fine-tune them with `TrainConfig(freeze_bn_after=0)`.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_family, register_model
-from .ssd import SSDAnchorConfig, SSDDecoder, SSDDetector
+from .ssd import SSDAnchorConfig, SSDDecoder, SSDDetector, ssd_loss
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ class EXTD(SSDDetector):
         return fused[::-1]
 
 
-register_family("extd", EXTD, EXTDConfig, decoder=SSDDecoder)
+register_family("extd", EXTD, EXTDConfig, decoder=SSDDecoder, loss=ssd_loss)
 
 # Rows of the official mobileFacenet_{32,48,64}_PReLU tables that the detector uses (t, n, s).
 _ROWS_32 = ((1, 1, 1), (2, 2, 1), (4, 2, 1), (2, 2, 2))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -144,10 +145,21 @@ class SSDLoss:
         rank = mining.argsort(1, descending=True).argsort(1)
         neg = rank < (self.neg_pos * num_pos).clamp(max=labels.shape[1] - 1)[:, None]
         total = num_pos.sum().clamp(min=1).float()
+        if dist.is_available() and dist.is_initialized():
+            # DDP averages gradients over ranks: dividing by the mean positive count makes that the
+            # whole batch's sum over its positives, as the official (DataParallel) runs compute it.
+            dist.all_reduce(total)
+            total = total / dist.get_world_size()
         loss_cls = ce[pos | neg].sum() / total
         loss_box = F.smooth_l1_loss(loc[pos], targets[pos], reduction="sum", beta=1.0) / total
         return {"loss": loss_cls + loss_box, "cls": loss_cls, "box": loss_box, "kps": loss_cls.new_zeros(()),
                 "num_pos": num_pos.sum().float()}
+
+
+def ssd_loss(cfg, input_hw: tuple[int, int], device: torch.device | str = "cpu", weights=None) -> SSDLoss:
+    """The training-loss hook of the SSD families (see `register_family`). The official loss has no
+    weights to tune, so the trainer's LossWeights (SCRFD's) do not apply."""
+    return SSDLoss(cfg.anchors, input_hw, device)
 
 
 class SSDDecoder:

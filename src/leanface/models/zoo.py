@@ -1,11 +1,24 @@
 """The SCRFD zoo: the official configs (configs/scrfd/*.py in insightface) as typed configs."""
 from __future__ import annotations
 
+import functools
+
 from .config import MobileNetConfig, PAFPNConfig, ResNetConfig, SCRFDConfig, SCRFDHeadConfig
 from .registry import register_family, register_model
 from .scrfd import SCRFD
 
-register_family("scrfd", SCRFD, SCRFDConfig)
+
+def _scrfd_loss(cfg: SCRFDConfig, input_hw: tuple[int, int], device, weights):
+    """SCRFD's training loss (ATSS, QFL, DIoU, landmarks) on the anchors of (H, W) inputs."""
+    # Imported on use: leanface.train imports the models package.
+    from ..train.assigner import make_anchors
+    from ..train.losses import scrfd_loss
+
+    anchors = make_anchors(*input_hw, cfg.head.strides, cfg.head.base_sizes, cfg.head.anchor_scales, device)
+    return functools.partial(scrfd_loss, anchors=anchors, weights=weights)
+
+
+register_family("scrfd", SCRFD, SCRFDConfig, loss=_scrfd_loss)
 
 
 def _named(name: str):

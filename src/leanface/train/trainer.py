@@ -30,9 +30,8 @@ from ..data.dataset import FaceDataset, collate, training_faces
 from ..data.readers import load_training_data
 from ..errors import LeanfaceError
 from ..io import atomic_write
-from ..models.registry import build_model, get_config, save_checkpoint
-from .assigner import make_anchors
-from .losses import LossWeights, scrfd_loss
+from ..models.registry import build_model, get_config, load_state, loss_factory, read_checkpoint, save_checkpoint
+from .losses import LossWeights
 
 STATE_NAME = "last.pt"
 WEIGHTS_NAME = "model.pt"
@@ -42,7 +41,8 @@ CONFIG_NAME = "config.json"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyper-parameters. Defaults are the official SCRFD recipe (SCRFD_FACTS 4.2/4.3).
+    """Training hyper-parameters. Defaults are the official SCRFD recipe (SCRFD_FACTS 4.2/4.3); every
+    family trains with this recipe and data pipeline, and with its own registered loss.
 
     epochs: total epochs (official 640). lr_steps: epochs at which lr is multiplied by 0.1; None
     scales the official (440, 544) of 640 to `epochs` (80 -> 55, 68 as in the search configs).
@@ -51,9 +51,13 @@ class TrainConfig:
     img_size: square training input (multiple of 32). crop_choices: sample redistribution scales
     (CROP_CHOICES_BASELINE for the paper's [0.3, 1.0] ablation). clip_border: clip boxes to the crop.
     augment: False feeds whole images letterboxed, without flip or colour changes (overfitting checks).
+    freeze_bn_after: from this epoch on, BatchNorm layers normalise with their running statistics and
+    keep them (eval mode) while their scale and shift still train; 0: from the start (fine-tuning on
+    small batches), None: never. Fine-tune EXTD with 0 (see leanface.models.extd).
     workers: DataLoader processes. device: "auto" (cuda if available), "cpu", "cuda", "cuda:1".
     amp: mixed precision on GPU (ignored on CPU). eval_interval: evaluate every n epochs on the
     WIDER val images (0 = never). ckpt_interval: write last.pt every n epochs (and at the end).
+    loss: SCRFD's loss weights (the SSD families' official loss has none).
     """
 
     epochs: int = 640
@@ -68,6 +72,7 @@ class TrainConfig:
     crop_choices: tuple[float, ...] = CROP_CHOICES_SCRFD
     clip_border: bool = True
     augment: bool = True
+    freeze_bn_after: int | None = None
     workers: int = 4
     device: str = "auto"
     amp: bool = True
@@ -184,6 +189,8 @@ def _check(cfg: TrainConfig) -> None:
         raise LeanfaceError(f"epochs and batch_size must be at least 1 (got {cfg.epochs}, {cfg.batch_size})")
     if not cfg.crop_choices or min(cfg.crop_choices) <= 0:
         raise LeanfaceError(f"crop_choices must be positive numbers, got {cfg.crop_choices}")
+    if cfg.freeze_bn_after is not None and cfg.freeze_bn_after < 0:
+        raise LeanfaceError(f"freeze_bn_after must be at least 0, got {cfg.freeze_bn_after}")
 
 
 def _rng_state() -> dict:
@@ -261,18 +268,21 @@ def _evaluate(weights: Path, val_data: Path, out_dir: Path) -> dict:
     return {k: round(v, 5) for k, v in evaluation.result.aps.items()}
 
 
-def train(cfg: TrainConfig, model, data, *, val_data: str | os.PathLike | None = None, resume: bool = False,
-          progress: bool = True) -> TrainResult:
-    """Train `model` (zoo name or SCRFDConfig) on `data` and return the final metrics.
+def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = None,
+          val_data: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train `model` (zoo name or model config of any family with a training loss) on `data`.
 
     data: a WIDER-layout root (labelv2 landmarks when present, see `load_wider_split`), an
-    annotation file (`read_annotations`), or a list of ImageFaces. val_data: WIDER root for
+    annotation file (`read_annotations`), or a list of ImageFaces. weights: leanface weights of
+    the same model config to start from (fine-tuning, e.g. imported official weights) instead of
+    a random initialisation; unused when resuming. val_data: WIDER root for
     periodic evaluation (default: `data` when it is a folder with WIDER_val). resume: continue
     from `<out_dir>/last.pt` exactly where it stopped. Under torchrun (WORLD_SIZE > 1) each
     process trains on its shard with DistributedDataParallel; rank 0 writes the outputs.
     """
     _check(cfg)
     model_cfg = get_config(model) if isinstance(model, str) else model
+    make_loss = loss_factory(model_cfg.family)
     images = data if isinstance(data, list) else load_training_data(data)
     images = [im for im in images if len(training_faces(im)[0])]
     if not images:
@@ -292,7 +302,10 @@ def train(cfg: TrainConfig, model, data, *, val_data: str | os.PathLike | None =
         torch.backends.cudnn.benchmark = True
 
     torch.manual_seed(cfg.seed)
-    net = build_model(model_cfg).to(device)
+    net = build_model(model_cfg)
+    if weights is not None and not resume:
+        _load_initial(net, model_cfg, weights)
+    net = net.to(device)
     net.train()
     if ddp.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -300,7 +313,7 @@ def train(cfg: TrainConfig, model, data, *, val_data: str | os.PathLike | None =
 
     aug = AugmentConfig(size=cfg.img_size, crop_choices=tuple(cfg.crop_choices), clip_border=cfg.clip_border,
                         random_crop=cfg.augment, flip=cfg.augment, photometric=cfg.augment)
-    dataset = FaceDataset(images, aug, seed=cfg.seed)
+    dataset = FaceDataset(images, aug, seed=cfg.seed, mean=model_cfg.mean, std=model_cfg.std)
     sampler = _EpochKeys(DistributedSampler(dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                         collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
@@ -312,19 +325,22 @@ def train(cfg: TrainConfig, model, data, *, val_data: str | os.PathLike | None =
     # resumed run with more epochs uses the current schedule.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: schedule(it))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    anchors = make_anchors(cfg.img_size, cfg.img_size, model_cfg.head.strides, model_cfg.head.base_sizes,
-                           model_cfg.head.anchor_scales, device)
+    loss_fn = make_loss(model_cfg, (cfg.img_size, cfg.img_size), device, cfg.loss)
 
     start_epoch = 0
     if resume:
         start_epoch = _load_state(out / STATE_NAME, bare, optimizer, scheduler, scaler, model_cfg, cfg)
     history = _read_metrics(out / METRICS_NAME, start_epoch) if ddp.main else []
     if ddp.main:
-        _save_config(out, cfg, model_cfg, data, val_data, ddp.world, device)
+        _save_config(out, cfg, model_cfg, data, weights, val_data, ddp.world, device)
 
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         net.train()
+        if cfg.freeze_bn_after is not None and epoch >= cfg.freeze_bn_after:
+            for m in net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         sums = {"loss": 0.0, "cls": 0.0, "box": 0.0, "kps": 0.0, "num_pos": 0.0}
         seen, t0 = 0, time.perf_counter()
         bar = _progress(_one_line_errors(loader), epoch, cfg.epochs, enabled=progress and ddp.main,
@@ -333,9 +349,9 @@ def train(cfg: TrainConfig, model, data, *, val_data: str | os.PathLike | None =
             x = batch["image"].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 outputs = net(x)
-            losses = scrfd_loss(outputs, [b.to(device) for b in batch["boxes"]],
-                                [k.to(device) for k in batch["landmarks"]],
-                                [v.to(device) for v in batch["landmark_valid"]], anchors, cfg.loss)
+            losses = loss_fn(outputs, [b.to(device) for b in batch["boxes"]],
+                             [k.to(device) for k in batch["landmarks"]],
+                             [v.to(device) for v in batch["landmark_valid"]])
             if not scaler.is_enabled() and not torch.isfinite(losses["loss"]):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}: "
                                          f"{ {k: float(v) for k, v in losses.items()} }")
@@ -393,12 +409,22 @@ def _one_line_errors(loader):
         raise LeanfaceError(last.split("LeanfaceError: ", 1)[-1]) from None
 
 
-def _save_config(out: Path, cfg: TrainConfig, model_cfg, data, val_data, world: int, device: torch.device) -> None:
+def _load_initial(net, model_cfg, weights) -> None:
+    ckpt_cfg, state = read_checkpoint(weights)
+    if ckpt_cfg.to_dict() != model_cfg.to_dict():
+        raise LeanfaceError(f"{weights}: weights of model {ckpt_cfg.name!r}, whose config differs from the "
+                            f"trained model {model_cfg.name!r}")
+    load_state(net, state, source=str(weights))
+
+
+def _save_config(out: Path, cfg: TrainConfig, model_cfg, data, weights, val_data, world: int,
+                 device: torch.device) -> None:
     record = {
         "model": model_cfg.to_dict(),
         "train": cfg.to_dict(),
         "lr_steps_resolved": list(cfg.resolved_steps()),
         "data": f"{len(data)} images given in Python" if isinstance(data, list) else str(data),
+        "weights": None if weights is None else str(weights),
         "val_data": None if val_data is None else str(val_data),
         "world_size": world,
         "total_batch_size": cfg.batch_size * world,

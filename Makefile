@@ -17,7 +17,7 @@ demo: setup
 	$(BIN)/leanface demo --save-dir demo_out
 
 test: setup
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --durations=15
 
 bench: setup
 	$(BIN)/python bench/bench_speed.py

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
-import io
 import json
 import os
 import random
@@ -29,7 +28,7 @@ from ..data.augment import CROP_CHOICES_SCRFD, AugmentConfig
 from ..data.dataset import FaceDataset, collate, training_faces
 from ..data.readers import load_training_data
 from ..errors import LeanfaceError
-from ..io import atomic_write
+from ..io import atomic_write, save_figure
 from ..models.registry import build_model, get_config, load_state, loss_factory, read_checkpoint, save_checkpoint
 from .losses import LossWeights
 
@@ -250,12 +249,7 @@ def _plot_curves(rows: list[dict], path: Path) -> None:
         ax_ap.set_xlabel("epoch")
         ax_ap.set_ylabel("WIDER val AP (images present)")
         ax_ap.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    with atomic_write(path, binary=True) as f:
-        f.write(buf.getvalue())
+    save_figure(fig, path)
 
 
 def _evaluate(weights: Path, val_data: Path, out_dir: Path) -> dict:

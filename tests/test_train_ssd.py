@@ -141,3 +141,19 @@ def test_fine_tuning_weights_must_be_of_the_trained_model(wider_train, tmp_path)
         train(tcfg, "extd_32", wider_train[:1], weights=tmp_path / "eresfd.pt", progress=False)
     with pytest.raises(LeanfaceError, match="weights file not found"):
         train(tcfg, "eresfd", wider_train[:1], weights=tmp_path / "missing.pt", progress=False)
+
+
+def test_extd_overfits_from_scratch_with_frozen_bn_statistics(wider_train, tmp_path):
+    """From scratch, EXTD learns in eval mode when its (pass-shared) BatchNorm statistics stay frozen,
+    as the official recipe effectively does (its per-epoch val() leaves the net in eval mode)."""
+    torch.set_num_threads(1)
+    size = 256
+    images = _easy_images(wider_train, 4, size)
+    cfg = TrainConfig(epochs=120, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=size,
+                      augment=False, freeze_bn_after=0, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
+    result = train(cfg, "extd_32", images, progress=False)
+    losses = [float(r["loss"]) for r in result.history]
+    assert np.mean(losses[-5:]) < 0.6 * losses[0], losses
+    best = _best_ious(result.weights, images, size)
+    assert np.mean(best >= 0.5) >= 0.75, best
+    assert np.mean(best) >= 0.55, best

@@ -298,23 +298,6 @@ def _add_train(sub):
     return p
 
 
-def _model_arg(text: str):
-    import json
-    from pathlib import Path
-
-    if not text.endswith(".json"):
-        return text
-    from .models import config_from_dict
-
-    path = Path(text)
-    try:
-        return config_from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise LeanfaceError(f"{path}: model config file not found") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LeanfaceError(f"{path}: not a model config ({type(exc).__name__}: {exc})") from None
-
-
 def _cmd_train(args) -> int:
     import json
     import os
@@ -327,7 +310,7 @@ def _cmd_train(args) -> int:
         clip_border=args.clip_border, augment=args.augment, freeze_bn_after=args.freeze_bn_after,
         workers=args.workers, device=args.device, amp=args.amp, out_dir=args.out_dir, seed=args.seed,
         eval_interval=args.eval_interval, ckpt_interval=args.ckpt_interval)
-    result = train(cfg, _model_arg(args.model), args.data, weights=args.weights, val_data=args.val_data,
+    result = train(cfg, args.model, args.data, weights=args.weights, val_data=args.val_data,
                    resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0

@@ -122,3 +122,16 @@ def test_cli_info_json(capsys):
     assert main(["info", "scrfd_2.5g", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["model"] == "scrfd_2.5g" and info["params"] == 671761 and abs(info["gflops"] - 2.53) < 0.05
+
+
+def test_demo_writes_annotated_sample(tmp_path, capsys):
+    from leanface.infer import DEFAULT_WEIGHTS
+
+    from .conftest import OFFICIAL_ONNX, need
+
+    if not DEFAULT_WEIGHTS.is_file():
+        need(OFFICIAL_ONNX / "det_500m.onnx")  # the demo falls back to the official weights
+    assert main(["demo", "--save-dir", str(tmp_path)]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (record["width"], record["height"]) == (512, 512)
+    assert cv2.imread(str(tmp_path / "astronaut.jpg")).shape == (512, 512, 3)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from ..errors import LeanfaceError
 from ..io import atomic_write
-from .detector import DEFAULT_WEIGHTS, Detector
+from .detector import Detector
 from .image import is_video, list_images, read_image, video_frames
 from .results import Faces
 
@@ -106,23 +106,9 @@ def run_detect(detector: Detector, paths: list[str], json_out: str | None = None
     return 2 if failures else 0
 
 
-def shared_dir() -> Path:
-    """The ../shared folder beside the repository (data and official weights), or $LEANFACE_SHARED."""
-    env = os.environ.get("LEANFACE_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared"
-
-
 def run_demo(model: str | None = None, weights: str | None = None, save_dir: str = "demo_out") -> int:
     from ..benchmark import sample_image
 
-    if model is None and weights is None and not DEFAULT_WEIGHTS.is_file():
-        official = shared_dir() / "models" / "scrfd_onnx" / "det_500m.onnx"
-        if not official.is_file():
-            raise LeanfaceError(f"{DEFAULT_WEIGHTS}: no bundled weights yet, and the official weights "
-                                f"({official}) are absent; pass --weights")
-        print(f"note: no bundled weights yet; using the official SCRFD-0.5GF-KPS weights from {official} "
-              f"(InsightFace, non-commercial research licence)", file=sys.stderr)
-        weights = str(official)
     detector = Detector(model=model, weights=weights)
     image = sample_image()
     faces = dataclasses.replace(detector(image), source="skimage.data.astronaut()")

@@ -83,7 +83,8 @@ def test_killed_search_resumes_without_redoing_finished_trials(driver, tmp_path)
     while True:
         assert first.poll() is None, first.communicate()[1][-3000:]
         assert time.time() < deadline, "trial 0 did not finish within 60 s"
-        if (run / "candidates.jsonl").is_file() and collect_trials(run)[0].status == "complete":
+        # search.json is written last: its presence means the run folder is complete.
+        if (run / "search.json").is_file() and collect_trials(run)[0].status == "complete":
             break
         time.sleep(0.2)
     time.sleep(2)  # let the controller step again (and save its state) after the result arrived

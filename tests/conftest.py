@@ -38,3 +38,27 @@ def official(tmp_path_factory):
         save_checkpoint(out / f"{model}.pt", cfg, state)
         result[model] = (src, out / f"{model}.pt")
     return result
+
+
+@pytest.fixture(scope="module")
+def wider_train():
+    """The 550 WIDER training images with their boxes and RetinaFace landmarks."""
+    from leanface.data import load_wider_split
+
+    need(WIDER / "wider_face_split" / "wider_train_labelv2.txt")
+    return load_wider_split(WIDER)
+
+
+def easy_images(images, n: int, size: int):
+    """Images with 1-3 faces, all 24-80 px at the training size (easy to learn from four images)."""
+    import numpy as np
+
+    from leanface.data import image_size
+
+    out = []
+    for im in images:
+        w, h = image_size(im)
+        side = np.sqrt((im.boxes[:, 2] - im.boxes[:, 0]) * (im.boxes[:, 3] - im.boxes[:, 1])) * size / max(w, h)
+        if 1 <= len(im) <= 3 and side.min() > 24 and side.max() < 80:
+            out.append(im)
+    return out[:n]

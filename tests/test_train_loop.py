@@ -11,35 +11,17 @@ import pytest
 import torch
 
 from leanface.cli import main
-from leanface.data import image_size, load_wider_split
 from leanface.errors import LeanfaceError
 from leanface.infer import Detector
 from leanface.models import create_model, get_config
 from leanface.train import TrainConfig, box_iou, train
 
-from .conftest import WIDER, need
-
-
-@pytest.fixture(scope="module")
-def wider_train():
-    need(WIDER / "wider_face_split" / "wider_train_labelv2.txt")
-    return load_wider_split(WIDER)
-
-
-def _easy_images(images, n: int, size: int):
-    """Images with 1-3 faces, all 24-80 px at the training size (easy to learn from four images)."""
-    out = []
-    for im in images:
-        w, h = image_size(im)
-        side = np.sqrt((im.boxes[:, 2] - im.boxes[:, 0]) * (im.boxes[:, 3] - im.boxes[:, 1])) * size / max(w, h)
-        if 1 <= len(im) <= 3 and side.min() > 24 and side.max() < 80:
-            out.append(im)
-    return out[:n]
+from .conftest import WIDER, easy_images
 
 
 def test_tiny_model_overfits_real_images(wider_train, tmp_path):
     torch.set_num_threads(1)
-    images = _easy_images(wider_train, 4, 160)
+    images = easy_images(wider_train, 4, 160)
     cfg = TrainConfig(epochs=150, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=160,
                       augment=False, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
     result = train(cfg, get_config("scrfd_500m_kps"), images, progress=False)

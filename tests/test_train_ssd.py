@@ -9,31 +9,14 @@ import pytest
 import torch
 
 from leanface.cli import main
-from leanface.data import AugmentConfig, FaceDataset, image_size, load_wider_split
+from leanface.data import AugmentConfig, FaceDataset
 from leanface.errors import LeanfaceError
 from leanface.infer import Detector
 from leanface.models import create_model, get_config, registry, save_checkpoint
 from leanface.models.importers import import_weights
 from leanface.train import TrainConfig, box_iou, train
 
-from .conftest import SHARED, WIDER, need
-
-
-@pytest.fixture(scope="module")
-def wider_train():
-    need(WIDER / "wider_face_split" / "wider_train_labelv2.txt")
-    return load_wider_split(WIDER)
-
-
-def _easy_images(images, n: int, size: int):
-    """Images with 1-3 faces, all 24-80 px at the training size."""
-    out = []
-    for im in images:
-        w, h = image_size(im)
-        side = np.sqrt((im.boxes[:, 2] - im.boxes[:, 0]) * (im.boxes[:, 3] - im.boxes[:, 1])) * size / max(w, h)
-        if 1 <= len(im) <= 3 and side.min() > 24 and side.max() < 80:
-            out.append(im)
-    return out[:n]
+from .conftest import SHARED, WIDER, easy_images, need
 
 
 def _best_ious(weights, images, size: int) -> np.ndarray:
@@ -49,7 +32,7 @@ def _best_ious(weights, images, size: int) -> np.ndarray:
 def test_eresfd_overfits_real_images(wider_train, tmp_path):
     torch.set_num_threads(1)
     size = 256
-    images = _easy_images(wider_train, 4, size)
+    images = easy_images(wider_train, 4, size)
     cfg = TrainConfig(epochs=90, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=size,
                       augment=False, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
     result = train(cfg, "eresfd", images, progress=False)
@@ -71,7 +54,7 @@ def test_extd_fine_tuning_improves_detection(wider_train, tmp_path, name):
     cfg, state = import_weights(need(SHARED / "models" / "extd" / f"EXTD_{name[5:]}.pth"))
     save_checkpoint(tmp_path / "official.pt", cfg, state)
     size = 256
-    images = _easy_images(wider_train, 2, size)
+    images = easy_images(wider_train, 2, size)
     before = _best_ious(tmp_path / "official.pt", images, size)
     tcfg = TrainConfig(epochs=10, batch_size=2, lr=1e-3, warmup_iters=1, lr_steps=(1000,), img_size=size,
                        augment=False, freeze_bn_after=0, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
@@ -148,7 +131,7 @@ def test_extd_overfits_from_scratch_with_frozen_bn_statistics(wider_train, tmp_p
     as the official recipe effectively does (its per-epoch val() leaves the net in eval mode)."""
     torch.set_num_threads(1)
     size = 256
-    images = _easy_images(wider_train, 4, size)
+    images = easy_images(wider_train, 4, size)
     cfg = TrainConfig(epochs=120, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=size,
                       augment=False, freeze_bn_after=0, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
     result = train(cfg, "extd_32", images, progress=False)

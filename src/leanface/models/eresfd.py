@@ -6,7 +6,6 @@ stem and 16 channels everywhere after it.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,11 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_family, register_model
-from .ssd import SSDAnchorConfig, SSDDecoder, SSDDetector, ssd_loss
+from .ssd import SSDAnchorConfig, SSDDecoder, SSDDetector, SSDFamilyConfig, ssd_loss
 
 
 @dataclass(frozen=True)
-class EResFDConfig:
+class EResFDConfig(SSDFamilyConfig):
     """`stage_blocks`: residual blocks of the five stride-2 stages after the stride-4 stem (six maps)."""
 
     name: str
@@ -36,26 +35,6 @@ class EResFDConfig:
     def __post_init__(self):
         if len(self.stage_blocks) != 5 or len(self.anchors.strides) != 6:
             raise ValueError("EResFD's feature aggregation is defined for exactly six levels (five stages)")
-
-    @property
-    def has_landmarks(self) -> bool:
-        return False
-
-    @property
-    def strides(self) -> tuple[int, ...]:
-        return self.anchors.strides
-
-    def replace(self, **changes) -> "EResFDConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EResFDConfig":
-        d = dict(d)
-        d["anchors"] = SSDAnchorConfig.from_dict(d["anchors"])
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, relu: bool = True) -> nn.Sequential:

@@ -12,7 +12,6 @@ frozen statistics: fine-tune them with `TrainConfig(freeze_bn_after=0)`.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_family, register_model
-from .ssd import SSDAnchorConfig, SSDDecoder, SSDDetector, ssd_loss
+from .ssd import SSDAnchorConfig, SSDDecoder, SSDDetector, SSDFamilyConfig, ssd_loss
 
 
 @dataclass(frozen=True)
-class EXTDConfig:
+class EXTDConfig(SSDFamilyConfig):
     """`blocks`: rows (expansion t, repeats n, stride of the row's LAST block) of inverted residuals after the
     stem. Row 0 makes the stride-4 map with the stem; rows 1.. form the group that is reused per level.
     `project_act`: PReLU after the projection BN (the EXTD_32 blocks have it, 48/64 do not)."""
@@ -40,27 +39,6 @@ class EXTDConfig:
     # Input normalisation: RGB, (pixel - mean) / std.
     mean: tuple[float, float, float] = (123.0, 117.0, 104.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-    @property
-    def has_landmarks(self) -> bool:
-        return False
-
-    @property
-    def strides(self) -> tuple[int, ...]:
-        return self.anchors.strides
-
-    def replace(self, **changes) -> "EXTDConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EXTDConfig":
-        d = dict(d)
-        d["anchors"] = SSDAnchorConfig.from_dict(d["anchors"])
-        d["blocks"] = tuple(tuple(row) for row in d["blocks"])
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 class InvertedResidual(nn.Module):

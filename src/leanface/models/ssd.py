@@ -6,6 +6,7 @@ level-major (fine to coarse), then row-major (y outer, x inner), as the official
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -33,6 +34,35 @@ class SSDAnchorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "SSDAnchorConfig":
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class SSDFamilyConfig:
+    """What EResFD and EXTD configs share (mixed into their frozen dataclasses, which define `anchors`)."""
+
+    @property
+    def has_landmarks(self) -> bool:
+        return False
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return self.anchors.strides
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        d = dict(d)
+        d["anchors"] = SSDAnchorConfig.from_dict(d["anchors"])
+        return cls(**{k: _tuples(v) for k, v in d.items()})
+
+
+def _tuples(value):
+    """JSON lists back to (nested) tuples, as the frozen configs hold them."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def feature_sizes(input_hw: tuple[int, int], num_levels: int = 6) -> list[tuple[int, int]]:

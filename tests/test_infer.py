@@ -132,3 +132,27 @@ def test_demo_writes_annotated_sample(tmp_path, capsys):
     x1, y1, x2, y2 = record["faces"][0]["box"]
     assert abs(x1 - 180) < 15 and abs(y1 - 60) < 15 and abs(x2 - 272) < 15 and abs(y2 - 180) < 15
     assert cv2.imread(str(tmp_path / "astronaut.jpg")).shape == (512, 512, 3)
+
+
+def test_pre_nms_topk_equals_raising_the_score_threshold():
+    """Keeping the k best candidates before NMS is the same as a score threshold at the k-th best score."""
+    import torch
+
+    from leanface.infer import Detector
+
+    def detector(**kw):
+        torch.manual_seed(0)  # the same random weights every time
+        return Detector(model="scrfd_500m", size=None, **{"score_thr": 0.0, "nms_thr": 0.4, **kw})
+
+    img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    scores = detector(nms_thr=1.0)(img).scores  # IoU never exceeds 1: every candidate, best first
+    assert len(scores) == (8 * 8 + 4 * 4 + 2 * 2) * 2 and len(np.unique(scores)) == len(scores)
+    k = 20
+    everything, cut = detector()(img), detector(pre_nms_topk=k)(img)
+    by_threshold = detector(score_thr=float(scores[k - 1]))(img)
+    assert 0 < len(cut.scores) <= k < len(everything.scores)
+    np.testing.assert_array_equal(cut.boxes, by_threshold.boxes)
+    np.testing.assert_array_equal(cut.scores, by_threshold.scores)
+    np.testing.assert_array_equal(detector(pre_nms_topk=10_000)(img).boxes, everything.boxes)
+    with pytest.raises(LeanfaceError, match="pre_nms_topk must be at least 1"):
+        detector(pre_nms_topk=0)

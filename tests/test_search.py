@@ -11,7 +11,7 @@ from leanface.models import config_from_dict, create_model, get_config
 from leanface.models.config import ResNetConfig
 from leanface.search import (COMPONENTS, FixedNeckHead, SearchSettings, TrialSettings, analytic_flops, analyze_run,
                              bootstrap_best, check_config, collect_trials, gn_groups, make_config, measured_flops,
-                             prepare_search, proxy_trial, sample_candidates)
+                             prepare_search, proxy_trial, resolve_template, sample_candidates)
 from leanface.search.budget import stage_ratios
 
 from .conftest import WIDER, need
@@ -141,7 +141,8 @@ def test_analysis_of_a_synthetic_run(tmp_path):
     data = tmp_path / "wider"
     (data / "WIDER_val").mkdir(parents=True)
     run = tmp_path / "run"
-    settings = SearchSettings(step=1, gflops=0.5, num_samples=10, trial=TrialSettings(data=str(data), epochs=4))
+    settings = SearchSettings(step=1, gflops=0.5, num_samples=10, trial=TrialSettings(data=str(data), epochs=4),
+                              references=("scrfd_500m",))
     report = prepare_search(run, settings)
     with pytest.raises(LeanfaceError, match="already exists"):
         prepare_search(run, settings)
@@ -152,16 +153,25 @@ def test_analysis_of_a_synthetic_run(tmp_path):
         _fake_trial(run, i, [{"epoch": e, "hard": aps[i] * e / 4, "easy": 0.9, "medium": 0.85} for e in (2, 4)])
     _fake_trial(run, 7, [{"epoch": 2, "hard": 0.99}])
     _fake_trial(run, 8, [], error="FloatingPointError: non-finite loss at epoch 1")
+    # The reference (trial 10) beats every candidate, but is reported beside them, never chosen or bootstrapped.
+    _fake_trial(run, 10, [{"epoch": 4, "hard": 0.95, "easy": 0.9, "medium": 0.9}])
     records = collect_trials(run)
-    assert [r.status for r in records] == ["complete"] * 7 + ["stopped", "failed", "pending"]
+    assert [r.status for r in records] == ["complete"] * 7 + ["stopped", "failed", "pending", "complete"]
     assert records[8].error == "FloatingPointError: non-finite loss at epoch 1"
+    assert [r.reference for r in records] == [False] * 10 + [True]
+    assert records[10].candidate.config == get_config("scrfd_500m")
+    assert records[10].candidate.flops == measured_flops(get_config("scrfd_500m"))
 
     result = analyze_run(run, n_boot=2000)
     best = int(np.argmax(aps[:7]))
     assert result.best.candidate.index == best
+    assert resolve_template(str(run)) == report.candidates[best].config
+    assert "reference scrfd_500m: easy 0.9000 medium 0.9000 hard 0.9500" in result.format()
+    assert "(would rank 1 of 8)" in result.format()
     summary = json.loads((run / "analysis" / "summary.json").read_text())
     assert summary["best"]["index"] == best and summary["best"]["hard"] == pytest.approx(aps[best])
     assert summary["trials"] == {"complete": 7, "stopped": 1, "failed": 1, "pending": 1}
+    assert summary["records"][10]["reference"] is True
     c2 = summary["ranges"]["c2"]
     assert c2["low"] <= shares[best] <= c2["high"] and c2["n_pairs"] == 7
     assert set(summary["ranges"]) == set(COMPONENTS)
@@ -209,7 +219,8 @@ def test_real_trial_end_to_end(tmp_path):
     data = need(WIDER)
     cfg = sample_candidates(1, 0.3, 1, seed=0).candidates[0].config
     settings = TrialSettings(data=str(data), epochs=1, img_size=128, eval_size=160, train_images=2, val_images=2,
-                             batch_size=2, warmup_iters=5)
+                             batch_size=2, warmup_iters=5, crop_choices=(0.5, 1.0))
+    assert TrialSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     reports = list(proxy_trial(cfg, settings, tmp_path))
     assert len(reports) == 1 and reports[0]["epoch"] == 1
     assert all(0.0 <= reports[0][s] <= 1.0 for s in ("easy", "medium", "hard"))
@@ -218,3 +229,4 @@ def test_real_trial_end_to_end(tmp_path):
     assert len(list((tmp_path / "eval_1").glob("*/*.txt"))) == 2
     saved = json.loads((tmp_path / "train" / "config.json").read_text())
     assert config_from_dict(saved["model"]) == cfg and isinstance(cfg.backbone, ResNetConfig)
+    assert saved["train"]["crop_choices"] == [0.5, 1.0]

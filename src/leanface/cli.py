@@ -46,6 +46,8 @@ def _add_detector_args(p: argparse.ArgumentParser, score_thr: float = 0.5, nms_t
     p.add_argument("--score-thr", type=float, default=score_thr, help=f"score threshold (default {score_thr})")
     p.add_argument("--nms-thr", type=float, default=nms_thr, help=f"NMS IoU threshold (default {nms_thr})")
     p.add_argument("--max-faces", type=int, help="keep at most this many faces per image")
+    p.add_argument("--pre-nms-topk", type=int,
+                   help="keep only the k best-scoring candidates before NMS (default: all, as the WIDER protocol)")
     p.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8)")
     p.add_argument("--threads", type=int, help="CPU threads (default: library default)")
 
@@ -55,7 +57,7 @@ def _detector(args):
 
     return Detector(model=args.model, weights=args.weights, size=args.size, letterbox=args.letterbox,
                     score_thr=args.score_thr, nms_thr=args.nms_thr, max_faces=args.max_faces,
-                    batch_size=args.batch_size, threads=args.threads)
+                    pre_nms_topk=args.pre_nms_topk, batch_size=args.batch_size, threads=args.threads)
 
 
 # --- info -------------------------------------------------------------------------------------
@@ -222,7 +224,7 @@ def _cmd_eval(args) -> int:
             weights_sha256=sha256_file(detector.weights) if detector.weights else None,
             test_scale="original size" if args.size is None else f"long side {args.size}",
             size=args.size, letterbox=args.letterbox, score_thr=args.score_thr, nms_thr=args.nms_thr,
-            max_faces=args.max_faces, predictions_dir=str(out), **timings)
+            max_faces=args.max_faces, pre_nms_topk=args.pre_nms_topk, predictions_dir=str(out), **timings)
         title = f"{name}, {settings['test_scale']}"
     record = write_report(evaluation, out, settings, title=title)
     if args.json:
@@ -385,7 +387,7 @@ def _add_search(sub):
     r.add_argument("--eval-size", type=int, default=t.eval_size, help=f"evaluation long side (default {t.eval_size})")
     r.add_argument("--train-images", type=int, help="train on this many images (default all)")
     r.add_argument("--val-images", type=int, default=t.val_images,
-                   help=f"evaluate on this many val images (default {t.val_images})")
+                   help=f"evaluate on this many val images (default {t.val_images}; 0: all)")
     r.add_argument("--batch-size", type=int, default=t.batch_size, help=f"default {t.batch_size}")
     r.add_argument("--lr", type=float, default=t.lr, help=f"default {t.lr}")
     r.add_argument("--warmup-iters", type=int, default=t.warmup_iters, help=f"default {t.warmup_iters}")
@@ -393,6 +395,7 @@ def _add_search(sub):
                    help="evaluate every N epochs (needed by --asha; default 0: only at the end)")
     r.add_argument("--workers", type=int, default=t.workers,
                    help=f"data loading processes per trial (default {t.workers})")
+    r.add_argument("--crop-choices", type=_floats_arg, help="proxy training's crop scales (default: train's)")
     r.add_argument("--cpus-per-trial", type=float, default=s.cpus_per_trial, help=f"default {s.cpus_per_trial}")
     r.add_argument("--gpus-per-trial", type=float, default=s.gpus_per_trial, help=f"default {s.gpus_per_trial}")
     r.add_argument("--max-concurrent", type=int, default=s.max_concurrent,
@@ -400,6 +403,9 @@ def _add_search(sub):
     r.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA) at their evaluations")
     r.add_argument("--asha-grace", type=int, default=s.asha_grace,
                    help=f"evaluations before ASHA may stop a trial (default {s.asha_grace})")
+    r.add_argument("--reference", action="append", default=[], dest="references", metavar="MODEL",
+                   help="also train this zoo model (or JSON config) under the same proxy, to compare with; "
+                        "repeatable")
     a = steps.add_parser("analyze", help="bootstrap the compute-ratio ranges of the best models; export the best")
     a.add_argument("run_dir", help="search run folder")
     a.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples (default 10000)")
@@ -427,13 +433,14 @@ def _cmd_search(args) -> int:
         template = search.resolve_template(args.template) if args.step == 2 else None
         trial = search.TrialSettings(
             data=str(Path(args.data).resolve()), epochs=args.epochs, img_size=args.img_size, eval_size=args.eval_size,
-            train_images=args.train_images, val_images=args.val_images, batch_size=args.batch_size, lr=args.lr,
-            warmup_iters=args.warmup_iters, report_every=args.report_every, workers=args.workers, seed=args.seed)
+            train_images=args.train_images, val_images=args.val_images or None, batch_size=args.batch_size, lr=args.lr,
+            warmup_iters=args.warmup_iters, report_every=args.report_every, workers=args.workers, seed=args.seed,
+            crop_choices=args.crop_choices)
         settings = search.SearchSettings(
             step=args.step, gflops=args.gflops, num_samples=args.num_samples, trial=trial, seed=args.seed,
             eps=args.eps, use_kps=args.use_kps, cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, asha=args.asha,
-            asha_grace=args.asha_grace)
+            asha_grace=args.asha_grace, references=tuple(args.references))
         if args.dry_run:
             print(search.sample_candidates(settings.step, settings.gflops, settings.num_samples, seed=settings.seed,
                                            eps=settings.eps, template=template, use_kps=settings.use_kps,
@@ -445,7 +452,7 @@ def _cmd_search(args) -> int:
     for r in records:
         hard = f"{r.metrics['hard']:.4f}" if "hard" in r.metrics else "-"
         print(f"{r.candidate.config.name:>20s} {r.status:>9s} {r.candidate.flops.gflops:6.3f} {hard:>8s}"
-              + (f"  {r.error}" if r.error else ""))
+              + ("  (reference)" if r.reference else "") + (f"  {r.error}" if r.error else ""))
     print(f"next: leanface search analyze {args.run_dir}")
     return 0
 

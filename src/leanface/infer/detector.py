@@ -86,13 +86,16 @@ class Detector:
     size: long side of the network input (640 = the official VGA protocol); None = original size.
     letterbox: pad to size x size as the official test pipeline does, instead of to a multiple of 32.
     score_thr, nms_thr: candidate score threshold and NMS IoU threshold; max_faces: keep the top-k.
+    pre_nms_topk: NMS only the k best-scoring candidates (mmdet's nms_pre; None: all, as the official
+    WIDER test config). It bounds NMS time for weak models, e.g. early in training.
     batch_size: images per network call for lists (images are grouped by padded shape).
     threads: CPU threads for the backend (None: library default).
     """
 
     def __init__(self, model=None, weights: str | os.PathLike | None = None, *, size: int | None = 640,
                  letterbox: bool = False, score_thr: float = 0.5, nms_thr: float = 0.4,
-                 max_faces: int | None = None, batch_size: int = 8, threads: int | None = None):
+                 max_faces: int | None = None, pre_nms_topk: int | None = None, batch_size: int = 8,
+                 threads: int | None = None):
         if model is None and weights is None:
             if not DEFAULT_WEIGHTS.is_file():
                 raise LeanfaceError(f"{DEFAULT_WEIGHTS}: the bundled default weights are missing; "
@@ -118,6 +121,9 @@ class Detector:
         self.weights = None if weights is None else str(weights)
         self.size, self.letterbox = size, letterbox
         self.score_thr, self.nms_thr, self.max_faces = score_thr, nms_thr, max_faces
+        if pre_nms_topk is not None and pre_nms_topk < 1:
+            raise LeanfaceError(f"pre_nms_topk must be at least 1, got {pre_nms_topk}")
+        self.pre_nms_topk = pre_nms_topk
         self.batch_size = max(1, batch_size)
         self.decoder = decoder_for(self.config)
 
@@ -157,6 +163,11 @@ class Detector:
     def _finish(self, cand, p, source) -> Faces:
         boxes, scores, kps = cand
         dec = self.decoder
+        k = self.pre_nms_topk
+        if k is not None and len(scores) > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            top.sort()  # keep the decoder's order so ties break as without the cut
+            boxes, scores, kps = boxes[top], scores[top], None if kps is None else kps[top]
         if dec.clip_before_nms:
             _clip(boxes, p)
         keep = nms(boxes, scores, self.nms_thr, dec.nms_offset)

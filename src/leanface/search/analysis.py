@@ -3,7 +3,8 @@
 For each component (stem, C2-C5, neck, head) the statistic is its share of the model's FLOPs at
 640x480 and the score is hard-set AP; `bootstrap_best` gives the 95% interval and median of the
 share of the best model. Only trials that trained all their epochs count (ASHA-stopped or failed
-ones are listed, not used). Outputs in RUN/analysis/: summary.json, bootstrap.png and
+ones are listed, not used); reference trials (zoo models under the same proxy) are reported beside
+the best, not bootstrapped. Outputs in RUN/analysis/: summary.json, bootstrap.png and
 best_model.json (the best trial's config, loadable by name: `--model RUN/analysis/best_model.json`).
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ _LABELS = {"stem": "stem", "c2": "C2 (layer1)", "c3": "C3 (layer2)", "c4": "C4 (
 
 @dataclass(frozen=True)
 class SearchAnalysis:
-    """ranges: component -> bootstrap of the best model's FLOPs share. best: the highest hard-AP trial."""
+    """ranges: component -> bootstrap of the best model's FLOPs share. best: the highest hard-AP sampled
+    trial. references: the reference trials (zoo models under the same proxy)."""
 
     run_dir: Path
     records: tuple[TrialRecord, ...]
@@ -40,13 +42,23 @@ class SearchAnalysis:
     best: TrialRecord
     best_config: SCRFDConfig
     files: tuple[Path, ...]
+    references: tuple[TrialRecord, ...] = ()
 
     def format(self) -> str:
-        counts = {s: sum(r.status == s for r in self.records) for s in ("complete", "stopped", "failed", "pending")}
-        lines = [f"{self.run_dir}: {len(self.records)} trials ({', '.join(f'{n} {s}' for s, n in counts.items())})",
-                 f"best: {self.best.candidate.config.name}  hard AP {self.best.metrics['hard']:.4f}  "
-                 f"{self.best.candidate.flops.gflops:.3f} GFLOPs",
-                 f"{'component':>14s}  {'best':>6s}  {'median':>6s}  {'95% interval':>15s}   (% of FLOPs)"]
+        sampled = [r for r in self.records if not r.reference]
+        counts = {s: sum(r.status == s for r in sampled) for s in ("complete", "stopped", "failed", "pending")}
+        scores = sorted((r.metrics["hard"] for r in sampled if r.status == "complete"), reverse=True)
+        lines = [f"{self.run_dir}: {len(sampled)} sampled trials ({', '.join(f'{n} {s}' for s, n in counts.items())})",
+                 f"best: {self.best.candidate.config.name}  {_aps(self.best)}  "
+                 f"{self.best.candidate.flops.gflops:.3f} GFLOPs"]
+        for r in self.references:
+            if r.status != "complete":
+                lines.append(f"reference {r.candidate.config.name}: {r.status}")
+                continue
+            rank = 1 + sum(s > r.metrics["hard"] for s in scores)
+            lines.append(f"reference {r.candidate.config.name}: {_aps(r)}  {r.candidate.flops.gflops:.3f} GFLOPs  "
+                         f"(would rank {rank} of {len(scores) + 1})")
+        lines.append(f"{'component':>14s}  {'best':>6s}  {'median':>6s}  {'95% interval':>15s}   (% of FLOPs)")
         shares = self.best.candidate.flops.shares()
         for c in COMPONENTS:
             r = self.ranges[c]
@@ -63,7 +75,8 @@ def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: f
     run = Path(run_dir)
     settings, sampler, _ = load_search(run)
     records = collect_trials(run)
-    done = [r for r in records if r.status == "complete"]
+    references = tuple(r for r in records if r.reference)
+    done = [r for r in records if r.status == "complete" and not r.reference]
     if len(done) < 2:
         raise LeanfaceError(f"{run}: {len(done)} completed trials; the bootstrap needs at least 2")
     scores = np.array([r.metrics["hard"] for r in done])
@@ -79,14 +92,16 @@ def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: f
         "run": str(run), "step": settings.step, "target_gflops": settings.gflops, "objective": "hard-set AP",
         "val_images": settings.trial.val_images, "subset_note": "APs of short proxy trainings on a WIDER val subset",
         "bootstrap": {"n_boot": n_boot, "fraction": fraction, "seed": seed, "statistic": "share of total FLOPs"},
-        "trials": {s: sum(r.status == s for r in records) for s in ("complete", "stopped", "failed", "pending")},
+        "trials": {s: sum(r.status == s for r in records if not r.reference)
+                   for s in ("complete", "stopped", "failed", "pending")},
         "ranges": {c: {**ranges[c].to_dict(), "best_model": best.candidate.flops.shares()[c]} for c in COMPONENTS},
         "best": {"index": best.candidate.index, "name": best.candidate.config.name, **best.metrics,
                  "gflops": best.candidate.flops.gflops, "exported_as": best_config.name,
                  "config_file": str(out / BEST_NAME)},
         "records": [{"index": r.candidate.index, "name": r.candidate.config.name, "status": r.status,
                      **r.metrics, "gflops": r.candidate.flops.gflops,
-                     "shares": r.candidate.flops.shares(), **({"error": r.error} if r.error else {})}
+                     "shares": r.candidate.flops.shares(), **({"error": r.error} if r.error else {}),
+                     **({"reference": True} if r.reference else {})}
                     for r in records],
         "sampler": {k: v for k, v in sampler.items() if k != "template"},
     }
@@ -96,7 +111,11 @@ def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: f
     _plot(shares, scores, ranges, best.candidate.flops.shares(), out / PLOT_NAME,
           title=f"{run.resolve().name}: step {settings.step}, {settings.gflops} GFLOPs, {len(done)} trials")
     return SearchAnalysis(run, tuple(records), ranges, best, best_config,
-                          (out / SUMMARY_NAME, out / PLOT_NAME, out / BEST_NAME))
+                          (out / SUMMARY_NAME, out / PLOT_NAME, out / BEST_NAME), references)
+
+
+def _aps(r: TrialRecord) -> str:
+    return " ".join(f"{k} {r.metrics[k]:.4f}" for k in ("easy", "medium", "hard") if k in r.metrics)
 
 
 def _plot(shares: dict[str, np.ndarray], scores: np.ndarray, ranges: dict[str, BootstrapResult],

@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 from ..errors import LeanfaceError
 from ..io import atomic_write
 from ..models.config import SCRFDConfig
+from .budget import measured_flops
 from .sampler import Candidate, SampleReport, sample_candidates
 from .trial import TrialSettings, proxy_trial
 
@@ -40,6 +41,8 @@ class SearchSettings:
     gpus_per_trial: Ray resources of one trial (fractions allowed). max_concurrent: trials at once
     (0: as many as the resources allow). asha: stop weak trials early at their evaluations (needs
     trial.report_every < trial.epochs); asha_grace: evaluations before a trial may be stopped.
+    references: zoo model names (or JSON config paths) trained and evaluated under the same proxy
+    as extra trials, to compare the search's best with (left out of the bootstrap).
     """
 
     step: int
@@ -54,6 +57,7 @@ class SearchSettings:
     max_concurrent: int = 0
     asha: bool = False
     asha_grace: int = 1
+    references: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -62,6 +66,7 @@ class SearchSettings:
     def from_dict(cls, d: dict) -> "SearchSettings":
         d = dict(d)
         d["trial"] = TrialSettings.from_dict(d["trial"])
+        d["references"] = tuple(d.get("references", ()))
         return cls(**d)
 
 
@@ -80,6 +85,10 @@ class TrialRecord:
     @property
     def score(self) -> float | None:
         return self.metrics.get(METRIC) if self.status == "complete" else None
+
+    @property
+    def reference(self) -> bool:
+        return self.candidate.reference
 
 
 def trial_dirname(index: int) -> str:
@@ -114,7 +123,7 @@ def resolve_template(spec: str) -> SCRFDConfig:
     from ..models.registry import get_config
 
     if Path(spec, SETTINGS_NAME).is_file():
-        done = [r for r in collect_trials(spec) if r.status == "complete"]
+        done = [r for r in collect_trials(spec) if r.status == "complete" and not r.reference]
         if not done:
             raise LeanfaceError(f"{spec}: no completed trial to take as the template")
         return max(done, key=lambda r: r.metrics[METRIC]).candidate.config
@@ -264,10 +273,18 @@ def prepare_search(run_dir: str | os.PathLike, settings: SearchSettings, templat
     # Trials run in their own working folders (and on other nodes): the data path must be absolute.
     data = str(Path(settings.trial.data).resolve())
     settings = dataclasses.replace(settings, trial=dataclasses.replace(settings.trial, data=data))
+    from ..models.registry import get_config
+
+    references = [get_config(spec) for spec in settings.references]  # fail on a bad name before sampling
+    for spec, cfg in zip(settings.references, references):
+        if not isinstance(cfg, SCRFDConfig):
+            raise LeanfaceError(f"reference {spec!r} is not an SCRFD model (the proxy trains SCRFD configs)")
     report = sample_candidates(settings.step, settings.gflops, settings.num_samples, seed=settings.seed,
                                eps=settings.eps, template=template, use_kps=settings.use_kps, prefix=run.name)
+    start = len(report.candidates)
+    extra = [Candidate(start + i, cfg, measured_flops(cfg), reference=True) for i, cfg in enumerate(references)]
     with atomic_write(run / CANDIDATES_NAME) as f:
-        for cand in report.candidates:
+        for cand in (*report.candidates, *extra):
             f.write(json.dumps(cand.to_dict()) + "\n")
     with atomic_write(run / SETTINGS_NAME) as f:
         json.dump({"settings": settings.to_dict(), "sampler": report.summary()}, f, indent=2)
@@ -310,7 +327,9 @@ def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = Non
                                           grace_period=settings.asha_grace, reduction_factor=2)
             tuner = tune.Tuner(
                 trainable,
-                param_space={"index": tune.grid_search([c.index for c in candidates])},
+                # References first: the comparison exists even if the search is cut short.
+                param_space={"index": tune.grid_search(
+                    [c.index for c in sorted(candidates, key=lambda c: not c.reference)])},
                 tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
                                             max_concurrent_trials=settings.max_concurrent or None,
                                             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),

@@ -19,20 +19,24 @@ from .space import BackboneSpace, FixedNeckHead, WholeSpace, sample_backbone, sa
 
 @dataclass(frozen=True)
 class Candidate:
-    """An accepted config with its FLOPs per component at 640x480 (equal to `count_flops`)."""
+    """An accepted config with its FLOPs per component at 640x480 (equal to `count_flops`).
+    reference: a zoo model trained under the same proxy for comparison, not a sampled candidate
+    (the analysis reports it but leaves it out of the bootstrap)."""
 
     index: int
     config: SCRFDConfig
     flops: ComponentFlops
+    reference: bool = False
 
     def to_dict(self) -> dict:
         return {"index": self.index, "name": self.config.name, "gflops": round(self.flops.gflops, 6),
                 "flops": self.flops.as_dict(), "shares": {k: round(v, 6) for k, v in self.flops.shares().items()},
-                "model": self.config.to_dict()}
+                "model": self.config.to_dict(), **({"reference": True} if self.reference else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Candidate":
-        return cls(int(d["index"]), config_from_dict(d["model"]), ComponentFlops(**d["flops"]))
+        return cls(int(d["index"]), config_from_dict(d["model"]), ComponentFlops(**d["flops"]),
+                   bool(d.get("reference", False)))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ class TrialSettings:
     sorted lists (None: all). batch_size, lr, warmup_iters: SGD recipe (lr steps at 440/640 and
     544/640 of `epochs`). report_every: evaluate every n epochs (0: only at the end). workers:
     DataLoader processes per trial. seed: training seed, the same for every candidate.
+    crop_choices: sample-redistribution crop scales (None: the training default, 0.3-2.0).
+    pre_nms_topk: evaluation NMSes only the k best candidates per image (a weak proxy model has
+    tens of thousands above the protocol's 0.02 score threshold, which makes NMS the bottleneck).
     """
 
     data: str
@@ -41,6 +44,8 @@ class TrialSettings:
     report_every: int = 0
     workers: int = 0
     seed: int = 0
+    crop_choices: tuple[float, ...] | None = None
+    pre_nms_topk: int | None = 2000
 
     def rungs(self) -> list[int]:
         """Epochs after which the trial evaluates and reports."""
@@ -52,6 +57,9 @@ class TrialSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialSettings":
+        d = dict(d)
+        if d.get("crop_choices") is not None:
+            d["crop_choices"] = tuple(d["crop_choices"])
         return cls(**d)
 
 
@@ -82,14 +90,16 @@ def proxy_trial(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.Pat
     keys = [key for key, _ in _spread(present_images(gt, settings.data), settings.val_images)]
     gt = gt.subset(keys)
     steps = TrainConfig(epochs=settings.epochs).resolved_steps()
+    crops = {} if settings.crop_choices is None else {"crop_choices": tuple(settings.crop_choices)}
     for i, epochs in enumerate(settings.rungs()):
         # Each rung continues the same run (same schedule, fixed lr steps) from its last.pt.
         tcfg = TrainConfig(epochs=epochs, lr_steps=steps, batch_size=settings.batch_size, lr=settings.lr,
                            warmup_iters=settings.warmup_iters, img_size=settings.img_size, workers=settings.workers,
-                           seed=settings.seed, out_dir=str(out_dir / "train"), ckpt_interval=settings.epochs)
+                           seed=settings.seed, out_dir=str(out_dir / "train"), ckpt_interval=settings.epochs,
+                           **crops)
         result = train(tcfg, cfg, images, resume=i > 0, progress=False)
         detector = Detector(weights=result.weights, size=settings.eval_size, letterbox=True, score_thr=0.02,
-                            nms_thr=0.45)
+                            nms_thr=0.45, pre_nms_topk=settings.pre_nms_topk)
         evaluation, _ = evaluate_detector(detector, settings.data, out_dir / f"eval_{epochs}", progress=False,
                                           ground_truth=gt)
         yield {"epoch": epochs, **evaluation.result.aps, "loss": float(result.metrics["loss"])}

@@ -20,28 +20,23 @@ import sys
 import time
 from pathlib import Path
 
-ARMS = {
-    "[0.3, 1.0]": (0.3, 0.45, 0.6, 0.8, 1.0),  # the paper's baseline (no sample redistribution)
-    "[0.3, 2.0]": (0.3, 0.45, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0),  # SCRFD's large crops
-}
+from leanface.data import CROP_CHOICES_BASELINE, CROP_CHOICES_SCRFD
+
+ARMS = {"[0.3, 1.0]": CROP_CHOICES_BASELINE, "[0.3, 2.0]": CROP_CHOICES_SCRFD}  # paper's baseline, SCRFD's crops
 
 
 def run_arm(args: argparse.Namespace, crops: tuple[float, ...], seed: int, out: Path) -> None:
-    """One training + evaluation (in this process); writes out/result.json atomically."""
+    """One training + evaluation (in this process); its report goes to out/result.json."""
     import torch
 
-    from leanface.io import atomic_write
     from leanface.models import get_config
-    from leanface.search import TrialSettings, proxy_trial
+    from leanface.search import TrialSettings, proxy_result
 
     torch.set_num_threads(args.threads)
     settings = TrialSettings(data=str(Path(args.data).resolve()), epochs=args.epochs, img_size=args.img_size,
                              eval_size=args.eval_size, val_images=args.val_images or None, lr=args.lr,
                              batch_size=args.batch_size, warmup_iters=args.warmup_iters, seed=seed, crop_choices=crops)
-    start = time.perf_counter()
-    *_, last = proxy_trial(get_config(args.model), settings, out)
-    with atomic_write(out / "result.json") as f:
-        json.dump({**last, "seconds": time.perf_counter() - start, "settings": settings.to_dict()}, f, indent=2)
+    proxy_result(get_config(args.model), settings, out)
 
 
 def main() -> int:
@@ -70,7 +65,6 @@ def main() -> int:
 
     todo = [(name, seed) for name in ARMS for seed in args.seeds
             if not (out / _slug(name, seed) / "result.json").is_file()]
-    argv = [a for a in sys.argv[1:]]
     running: list[subprocess.Popen] = []
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     failed = 0
@@ -78,7 +72,7 @@ def main() -> int:
         while todo and len(running) < args.jobs:
             name, seed = todo.pop(0)
             print(f"training {args.model} with crops {name}, seed {seed} ...", flush=True)
-            running.append(subprocess.Popen([sys.executable, __file__, *argv, "--arm", f"{name}|{seed}"], env=env))
+            running.append(subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--arm", f"{name}|{seed}"], env=env))
         time.sleep(2)
         for proc in [r for r in running if r.poll() is not None]:
             failed += proc.returncode != 0

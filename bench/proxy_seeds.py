@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
-import time
 from pathlib import Path
 
 
@@ -24,24 +22,15 @@ def main() -> int:
     p.add_argument("--out", help="output folder (default RUN/seeds/<model name>)")
     args = p.parse_args()
 
-    from leanface.io import atomic_write
     from leanface.models import get_config
-    from leanface.search import proxy_trial
-    from leanface.search.driver import load_search
+    from leanface.search import load_search, proxy_result
 
     settings, _, _ = load_search(args.run_dir)
     cfg = get_config(args.model)
     out = Path(args.out or Path(args.run_dir) / "seeds" / cfg.name)
     print(f"{'model':>20s} {'seed':>4s} {'easy':>7s} {'medium':>7s} {'hard':>7s} {'min':>5s}")
     for seed in args.seeds:
-        path = out / f"seed{seed}" / "result.json"
-        if not path.is_file():
-            trial = dataclasses.replace(settings.trial, seed=seed)
-            start = time.perf_counter()
-            *_, last = proxy_trial(cfg, trial, path.parent)
-            with atomic_write(path) as f:
-                json.dump({**last, "seconds": time.perf_counter() - start, "settings": trial.to_dict()}, f, indent=2)
-        r = json.loads(path.read_text())
+        r = proxy_result(cfg, dataclasses.replace(settings.trial, seed=seed), out / f"seed{seed}")
         print(f"{cfg.name:>20s} {seed:4d} {100 * r['easy']:7.2f} {100 * r['medium']:7.2f} {100 * r['hard']:7.2f} "
               f"{r['seconds'] / 60:5.1f}")
     return 0

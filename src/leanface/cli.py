@@ -395,7 +395,8 @@ def _add_search(sub):
                    help="evaluate every N epochs (needed by --asha; default 0: only at the end)")
     r.add_argument("--workers", type=int, default=t.workers,
                    help=f"data loading processes per trial (default {t.workers})")
-    r.add_argument("--crop-choices", type=_floats_arg, help="proxy training's crop scales (default: train's)")
+    r.add_argument("--crop-choices", type=_floats_arg, default=t.crop_choices,
+                   help="proxy training's crop scales (default 0.3,...,2.0)")
     r.add_argument("--cpus-per-trial", type=float, default=s.cpus_per_trial, help=f"default {s.cpus_per_trial}")
     r.add_argument("--gpus-per-trial", type=float, default=s.gpus_per_trial, help=f"default {s.gpus_per_trial}")
     r.add_argument("--max-concurrent", type=int, default=s.max_concurrent,

@@ -42,11 +42,14 @@ class SearchAnalysis:
     best: TrialRecord
     best_config: SCRFDConfig
     files: tuple[Path, ...]
-    references: tuple[TrialRecord, ...] = ()
+
+    @property
+    def references(self) -> tuple[TrialRecord, ...]:
+        return tuple(r for r in self.records if r.reference)
 
     def format(self) -> str:
         sampled = [r for r in self.records if not r.reference]
-        counts = {s: sum(r.status == s for r in sampled) for s in ("complete", "stopped", "failed", "pending")}
+        counts = _status_counts(sampled)
         scores = sorted((r.metrics["hard"] for r in sampled if r.status == "complete"), reverse=True)
         lines = [f"{self.run_dir}: {len(sampled)} sampled trials ({', '.join(f'{n} {s}' for s, n in counts.items())})",
                  f"best: {self.best.candidate.config.name}  {_aps(self.best)}  "
@@ -75,7 +78,6 @@ def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: f
     run = Path(run_dir)
     settings, sampler, _ = load_search(run)
     records = collect_trials(run)
-    references = tuple(r for r in records if r.reference)
     done = [r for r in records if r.status == "complete" and not r.reference]
     if len(done) < 2:
         raise LeanfaceError(f"{run}: {len(done)} completed trials; the bootstrap needs at least 2")
@@ -92,8 +94,7 @@ def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: f
         "run": str(run), "step": settings.step, "target_gflops": settings.gflops, "objective": "hard-set AP",
         "val_images": settings.trial.val_images, "subset_note": "APs of short proxy trainings on a WIDER val subset",
         "bootstrap": {"n_boot": n_boot, "fraction": fraction, "seed": seed, "statistic": "share of total FLOPs"},
-        "trials": {s: sum(r.status == s for r in records if not r.reference)
-                   for s in ("complete", "stopped", "failed", "pending")},
+        "trials": _status_counts([r for r in records if not r.reference]),
         "ranges": {c: {**ranges[c].to_dict(), "best_model": best.candidate.flops.shares()[c]} for c in COMPONENTS},
         "best": {"index": best.candidate.index, "name": best.candidate.config.name, **best.metrics,
                  "gflops": best.candidate.flops.gflops, "exported_as": best_config.name,
@@ -111,7 +112,11 @@ def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: f
     _plot(shares, scores, ranges, best.candidate.flops.shares(), out / PLOT_NAME,
           title=f"{run.resolve().name}: step {settings.step}, {settings.gflops} GFLOPs, {len(done)} trials")
     return SearchAnalysis(run, tuple(records), ranges, best, best_config,
-                          (out / SUMMARY_NAME, out / PLOT_NAME, out / BEST_NAME), references)
+                          (out / SUMMARY_NAME, out / PLOT_NAME, out / BEST_NAME))
+
+
+def _status_counts(records: list[TrialRecord]) -> dict[str, int]:
+    return {s: sum(r.status == s for r in records) for s in ("complete", "stopped", "failed", "pending")}
 
 
 def _aps(r: TrialRecord) -> str:

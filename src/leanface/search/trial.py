@@ -4,17 +4,22 @@
         metrics["hard"]  # hard-set AP after metrics["epoch"] epochs (the search objective)
 
 The trial yields one metrics dict per evaluation (every `report_every` epochs, and at the end), so
-an early-stopping scheduler (ASHA) can end weak candidates between evaluations.
+an early-stopping scheduler (ASHA) can end weak candidates between evaluations. `proxy_result` runs a
+whole trial outside Ray (ablations, seed repeats) and keeps its final report in <out_dir>/result.json.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..data.augment import CROP_CHOICES_SCRFD
 from ..errors import LeanfaceError
+from ..io import atomic_write
 from ..models.config import SCRFDConfig
 
 
@@ -27,7 +32,7 @@ class TrialSettings:
     sorted lists (None: all). batch_size, lr, warmup_iters: SGD recipe (lr steps at 440/640 and
     544/640 of `epochs`). report_every: evaluate every n epochs (0: only at the end). workers:
     DataLoader processes per trial. seed: training seed, the same for every candidate.
-    crop_choices: sample-redistribution crop scales (None: the training default, 0.3-2.0).
+    crop_choices: sample-redistribution crop scales (CROP_CHOICES_BASELINE for the paper's [0.3, 1.0]).
     pre_nms_topk: evaluation NMSes only the k best candidates per image (a weak proxy model has
     tens of thousands above the protocol's 0.02 score threshold, which makes NMS the bottleneck).
     """
@@ -44,7 +49,7 @@ class TrialSettings:
     report_every: int = 0
     workers: int = 0
     seed: int = 0
-    crop_choices: tuple[float, ...] | None = None
+    crop_choices: tuple[float, ...] = CROP_CHOICES_SCRFD
     pre_nms_topk: int | None = 2000
 
     def rungs(self) -> list[int]:
@@ -58,7 +63,9 @@ class TrialSettings:
     @classmethod
     def from_dict(cls, d: dict) -> "TrialSettings":
         d = dict(d)
-        if d.get("crop_choices") is not None:
+        if d.get("crop_choices") is None:  # records written before the field existed (null: the default)
+            d.pop("crop_choices", None)
+        else:
             d["crop_choices"] = tuple(d["crop_choices"])
         return cls(**d)
 
@@ -90,16 +97,29 @@ def proxy_trial(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.Pat
     keys = [key for key, _ in _spread(present_images(gt, settings.data), settings.val_images)]
     gt = gt.subset(keys)
     steps = TrainConfig(epochs=settings.epochs).resolved_steps()
-    crops = {} if settings.crop_choices is None else {"crop_choices": tuple(settings.crop_choices)}
     for i, epochs in enumerate(settings.rungs()):
         # Each rung continues the same run (same schedule, fixed lr steps) from its last.pt.
         tcfg = TrainConfig(epochs=epochs, lr_steps=steps, batch_size=settings.batch_size, lr=settings.lr,
                            warmup_iters=settings.warmup_iters, img_size=settings.img_size, workers=settings.workers,
                            seed=settings.seed, out_dir=str(out_dir / "train"), ckpt_interval=settings.epochs,
-                           **crops)
+                           crop_choices=tuple(settings.crop_choices))
         result = train(tcfg, cfg, images, resume=i > 0, progress=False)
         detector = Detector(weights=result.weights, size=settings.eval_size, letterbox=True, score_thr=0.02,
                             nms_thr=0.45, pre_nms_topk=settings.pre_nms_topk)
         evaluation, _ = evaluate_detector(detector, settings.data, out_dir / f"eval_{epochs}", progress=False,
                                           ground_truth=gt)
         yield {"epoch": epochs, **evaluation.result.aps, "loss": float(result.metrics["loss"])}
+
+
+def proxy_result(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.PathLike) -> dict:
+    """The final report of `proxy_trial` plus "seconds" and "settings", kept in <out_dir>/result.json
+    (written atomically): a finished trial is read back, not trained again."""
+    path = Path(out_dir) / "result.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    start = time.perf_counter()
+    *_, last = proxy_trial(cfg, settings, out_dir)
+    result = {**last, "seconds": time.perf_counter() - start, "settings": settings.to_dict()}
+    with atomic_write(path) as f:
+        json.dump(result, f, indent=2)
+    return result

@@ -274,7 +274,7 @@ def _add_train(sub):
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs} (official)")
     p.add_argument("--lr-steps", type=_ints_arg, help="epochs where lr drops x0.1, e.g. 440,544 "
                                                       "(default: the official 440/640, 544/640 of --epochs)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per process (default {d.batch_size})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per optimiser step, split over the processes (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"default {d.lr}")
     p.add_argument("--warmup-iters", type=int, default=d.warmup_iters, help=f"default {d.warmup_iters}")
     p.add_argument("--img-size", type=int, default=d.img_size, help=f"training input side (default {d.img_size})")
@@ -290,7 +290,12 @@ def _add_train(sub):
                         "batches, and EXTD; default never)")
     p.add_argument("--workers", type=int, default=d.workers, help=f"data loading processes (default {d.workers})")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N (default auto)")
-    p.add_argument("--no-amp", dest="amp", action="store_false", help="full precision on GPU")
+    p.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="float32 throughout (default: bf16 autocast on CPUs with bf16 instructions, AMP on GPU)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="NCHW tensors (default: channels_last, oneDNN's native layout)")
+    p.add_argument("--procs", type=int, default=d.procs,
+                   help="CPU training processes, each a single-thread DDP rank (default 0: one per core)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--eval-interval", type=int, default=d.eval_interval,
                    help="evaluate on WIDER val every N epochs (default 0: never)")
@@ -310,7 +315,7 @@ def _cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=args.warmup_iters,
         lr_steps=args.lr_steps, img_size=args.img_size, crop_choices=args.crop_choices,
         clip_border=args.clip_border, augment=args.augment, freeze_bn_after=args.freeze_bn_after,
-        workers=args.workers, device=args.device, amp=args.amp, out_dir=args.out_dir, seed=args.seed,
+        workers=args.workers, device=args.device, amp=args.amp, channels_last=args.channels_last, procs=args.procs, out_dir=args.out_dir, seed=args.seed,
         eval_interval=args.eval_interval, ckpt_interval=args.ckpt_interval)
     result = train(cfg, args.model, args.data, weights=args.weights, val_data=args.val_data,
                    resume=args.resume, progress=not args.quiet)

@@ -35,6 +35,8 @@ class TrialSettings:
     crop_choices: sample-redistribution crop scales (CROP_CHOICES_BASELINE for the paper's [0.3, 1.0]).
     pre_nms_topk: evaluation NMSes only the k best candidates per image (a weak proxy model has
     tens of thousands above the protocol's 0.02 score threshold, which makes NMS the bottleneck).
+    procs, amp, channels_last: the training path (see TrainConfig); a trial is one process by default
+    because Ray already runs one trial per CPU.
     """
 
     data: str
@@ -51,6 +53,9 @@ class TrialSettings:
     seed: int = 0
     crop_choices: tuple[float, ...] = CROP_CHOICES_SCRFD
     pre_nms_topk: int | None = 2000
+    procs: int = 1
+    amp: bool = True
+    channels_last: bool = True
 
     def rungs(self) -> list[int]:
         """Epochs after which the trial evaluates and reports."""
@@ -102,7 +107,8 @@ def proxy_trial(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.Pat
         tcfg = TrainConfig(epochs=epochs, lr_steps=steps, batch_size=settings.batch_size, lr=settings.lr,
                            warmup_iters=settings.warmup_iters, img_size=settings.img_size, workers=settings.workers,
                            seed=settings.seed, out_dir=str(out_dir / "train"), ckpt_interval=settings.epochs,
-                           crop_choices=tuple(settings.crop_choices))
+                           crop_choices=tuple(settings.crop_choices), procs=settings.procs, amp=settings.amp,
+                           channels_last=settings.channels_last)
         result = train(tcfg, cfg, images, resume=i > 0, progress=False)
         detector = Detector(weights=result.weights, size=settings.eval_size, letterbox=True, score_thr=0.02,
                             nms_thr=0.45, pre_nms_topk=settings.pre_nms_topk)

@@ -22,7 +22,7 @@ from .conftest import WIDER, easy_images
 def test_tiny_model_overfits_real_images(wider_train, tmp_path):
     torch.set_num_threads(1)
     images = easy_images(wider_train, 4, 160)
-    cfg = TrainConfig(epochs=150, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=160,
+    cfg = TrainConfig(procs=1, epochs=150, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=160,
                       augment=False, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
     result = train(cfg, get_config("scrfd_500m_kps"), images, progress=False)
     losses = [float(r["loss"]) for r in result.history]
@@ -45,18 +45,19 @@ def _state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-@pytest.mark.parametrize("model", ["scrfd_500m_kps", "eresfd"])
-def test_resume_equals_uninterrupted_run(wider_train, tmp_path, model):
+@pytest.mark.parametrize("model,procs", [("scrfd_500m_kps", 1), ("eresfd", 1), ("scrfd_500m_kps", 2)])
+def test_resume_equals_uninterrupted_run(wider_train, tmp_path, model, procs):
+    """procs=2: the default CPU path (two spawned single-thread DDP ranks, channels_last, bf16 autocast)."""
     torch.set_num_threads(1)
     images = wider_train[:2]
     # Warm-up and an lr step both fall inside the run; the straight run loads data with a worker
     # process, the interrupted one in-process (augmentation must not depend on that).
     base = dict(batch_size=2, lr=0.02, warmup_iters=2, lr_steps=(2,), img_size=96, seed=3)
-    straight = train(TrainConfig(epochs=3, workers=1, out_dir=str(tmp_path / "a"), **base), model, images,
+    straight = train(TrainConfig(procs=procs, epochs=3, workers=1, out_dir=str(tmp_path / "a"), **base), model, images,
                      progress=False)
-    train(TrainConfig(epochs=1, workers=0, out_dir=str(tmp_path / "b"), **base), model, images, progress=False)
+    train(TrainConfig(procs=procs, epochs=1, workers=0, out_dir=str(tmp_path / "b"), **base), model, images, progress=False)
     interrupted = _state(tmp_path / "b" / "last.pt")
-    resumed = train(TrainConfig(epochs=3, workers=0, out_dir=str(tmp_path / "b"), **base), model, images,
+    resumed = train(TrainConfig(procs=procs, epochs=3, workers=0, out_dir=str(tmp_path / "b"), **base), model, images,
                     resume=True, progress=False)
     a, b = _state(tmp_path / "a" / "last.pt"), _state(tmp_path / "b" / "last.pt")
     assert a["epoch"] == b["epoch"] == 3
@@ -72,11 +73,30 @@ def test_resume_equals_uninterrupted_run(wider_train, tmp_path, model):
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
     saved = json.loads((tmp_path / "b" / "config.json").read_text())
     assert saved["model"]["name"] == model and saved["train"]["epochs"] == 3
+    assert saved["world_size"] == procs and saved["batch_per_process"] == 2 // procs
+
+
+def test_default_cpu_path_is_the_fast_one(monkeypatch):
+    from leanface.train.trainer import autocast_dtype, cpu_has_bf16, resolve_procs
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr("leanface.train.trainer.available_cores", lambda: 2)
+    assert resolve_procs(TrainConfig(batch_size=8), cpu) == 2  # one single-thread rank per core
+    assert resolve_procs(TrainConfig(batch_size=7), cpu) == 1  # the batch must split evenly
+    assert resolve_procs(TrainConfig(batch_size=8, procs=4), cpu) == 4
+    with pytest.raises(LeanfaceError, match="does not split"):
+        resolve_procs(TrainConfig(batch_size=6, procs=4), cpu)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun the launcher made the processes
+    assert resolve_procs(TrainConfig(batch_size=8), cpu) == 1
+    assert TrainConfig().channels_last
+    assert autocast_dtype(TrainConfig(), cpu) == (torch.bfloat16 if cpu_has_bf16() else None)
+    assert autocast_dtype(TrainConfig(amp=False), cpu) is None
 
 
 def test_resume_refuses_a_changed_recipe(wider_train, tmp_path):
     images = wider_train[:1]
-    cfg = TrainConfig(epochs=1, batch_size=1, img_size=64, workers=0, out_dir=str(tmp_path))
+    cfg = TrainConfig(procs=1, epochs=1, batch_size=1, img_size=64, workers=0, out_dir=str(tmp_path))
     train(cfg, "scrfd_500m", images, progress=False)
     assert main(["train", "--model", "scrfd_500m", "--data", str(WIDER), "--out-dir", str(tmp_path),
                  "--resume", "--img-size", "96", "--epochs", "2", "--workers", "0"]) == 2
@@ -114,7 +134,7 @@ def test_periodic_wider_evaluation(wider_train, tmp_path):
         (val / "WIDER_val" / "images" / event.name / img.name).symlink_to(img)
     (val / "ground_truth").symlink_to(WIDER / "ground_truth")
     (val / "wider_face_split").symlink_to(WIDER / "wider_face_split")
-    cfg = TrainConfig(epochs=2, batch_size=2, img_size=64, workers=0, eval_interval=2, out_dir=str(tmp_path / "run"))
+    cfg = TrainConfig(procs=1, epochs=2, batch_size=2, img_size=64, workers=0, eval_interval=2, out_dir=str(tmp_path / "run"))
     result = train(cfg, "scrfd_500m", wider_train[:2], val_data=val, progress=False)
     assert "hard" not in result.history[0]
     assert all(0.0 <= result.metrics[s] <= 1.0 for s in ("easy", "medium", "hard"))

@@ -21,8 +21,9 @@ import onnxruntime as ort
 import torch
 
 from leanface import Detector, create_model
-from leanface.benchmark import interleaved_medians, ort_session
+from leanface.benchmark import interleaved_medians
 from leanface.export import export_onnx
+from leanface.infer import onnx_session
 from leanface.models import save_checkpoint
 from leanface.models.importers import import_weights
 
@@ -52,7 +53,7 @@ def main() -> int:
         export_onnx(net, tmp / f"{name}.onnx")
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            theirs, ours = ort_session(official, threads), ort_session(tmp / f"{name}.onnx", threads)
+            theirs, ours = onnx_session(official, threads), onnx_session(tmp / f"{name}.onnx", threads)
             det = Detector(weights=tmp / f"{name}.onnx", threads=threads)
             tx = torch.from_numpy(x)
 

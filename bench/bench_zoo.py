@@ -25,10 +25,11 @@ import onnxruntime as ort
 import torch
 
 from leanface import Detector, create_model
-from leanface.benchmark import interleaved_medians, ort_session
+from leanface.benchmark import interleaved_medians
 from leanface.eval import evaluate_detector, load_ground_truth
 from leanface.export import export_onnx
-from leanface.models import save_checkpoint
+from leanface.infer import onnx_session
+from leanface.models import get_family, save_checkpoint
 from leanface.models.flops import count_flops
 from leanface.models.importers import import_weights
 
@@ -42,8 +43,6 @@ OFFICIAL = {
     "scrfd_500m": "scrfd_ncnn/scrfd_500m-opt2.param",
     "scrfd_2.5g": "scrfd_ncnn/scrfd_2.5g-opt2.param",
 }
-# Official test-time thresholds per family: (score_thr, nms_thr, max_faces).
-THRESHOLDS = {"scrfd": (0.02, 0.45, None), "eresfd": (0.05, 0.3, 750), "extd": (0.05, 0.3, 750)}
 # What the papers/READMEs report: (params M, CPU ms at VGA, easy, medium, hard AP %, footnote mark).
 PAPER = {
     "eresfd": (None, 37.7, 89.0, 87.9, 80.4, "a"),
@@ -89,7 +88,7 @@ def main() -> int:
         torch.set_num_threads(threads)
         fns = {}
         for name in args.models:
-            sess = ort_session(onnx_paths[name], threads)
+            sess = onnx_session(onnx_paths[name], threads)
 
             def eager(net=nets[name]):
                 with torch.inference_mode():
@@ -104,9 +103,9 @@ def main() -> int:
     if not args.no_ap:
         gt = load_ground_truth(WIDER)
         for name in args.models:
-            score_thr, nms_thr, max_faces = THRESHOLDS[nets[name].cfg.family]
-            det = Detector(weights=onnx_paths[name], size=640, score_thr=score_thr, nms_thr=nms_thr,
-                           max_faces=max_faces, batch_size=1, threads=2)
+            official = get_family(nets[name].cfg.family).postprocess  # the family's own test settings
+            det = Detector(weights=onnx_paths[name], size=640, score_thr=official.score_thr, nms_thr=official.nms_thr,
+                           batch_size=1, threads=2)
             evaluation, _ = evaluate_detector(det, WIDER, tmp / "wider" / name, batch_size=1, progress=False,
                                               ground_truth=gt)
             summary = evaluation.summary()

@@ -11,7 +11,7 @@ import torch
 from leanface.data import (CROP_CHOICES_SCRFD, AugmentConfig, FaceDataset, ImageFaces, augment, load_training_data,
                            load_wider_split, read_annotations, read_jsonl, read_retinaface_labels, read_wider_bbx_gt)
 from leanface.data.augment import crop_and_resize_targets, sample_square_crop, warp_image
-from leanface.data.stats import count_positive_anchors, scale_distribution
+from leanface.train.stats import count_positive_anchors, scale_distribution
 from leanface.errors import LeanfaceError
 from leanface.train import atss_assign, make_anchors
 
@@ -281,7 +281,7 @@ def test_val_scale_distributions_follow_the_keep_lists():
     """Hard-set faces of the present val images, counted straight from the official .mat files."""
     import scipy.io
 
-    from leanface.data.stats import val_scale_distributions
+    from leanface.train.stats import val_scale_distributions
 
     needs_wider()
     easy, medium, hard = val_scale_distributions(WIDER)

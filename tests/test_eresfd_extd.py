@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from leanface.errors import LeanfaceError
-from leanface.infer import decoder_for, nms, read_image
-from leanface.models import create_model, get_config, save_checkpoint
-from leanface.models.config import config_from_dict
+from leanface.boxes import nms, ssd_decode, ssd_encode
+from leanface.infer import read_image
+from leanface.models import config_from_dict, create_model, get_config, get_family, save_checkpoint
 from leanface.models.importers import import_weights
-from leanface.models.ssd import SSDDecoder, SSDLoss, decode_boxes, encode_boxes, feature_sizes
+from leanface.models.ssd import SSDDecoder, feature_sizes
+from leanface.train.ssd_loss import SSDLoss
 
 from .conftest import SHARED, WIDER, need
 
@@ -108,7 +109,7 @@ def test_wrong_width_is_a_clear_error():
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
 def test_priors_match_official(name):
     ref = np.load(need(REF / OFFICIAL[name][1]))
-    decoder = decoder_for(get_config(name))
+    decoder = _decoder(get_config(name))
     assert isinstance(decoder, SSDDecoder)
     for hw in ((640, 640), (480, 640)):
         tag = f"{hw[0]}x{hw[1]}"
@@ -140,11 +141,18 @@ def test_raw_outputs_match_official(runs, name):
         assert np.abs(score[idx] - ref_score).max() < 1e-5
 
 
+def _decoder(cfg):
+    return get_family(cfg.family).decoder(cfg)
+
+
 def _official_detect(cfg, loc, score, hw):
-    """Our decoder + the shared NMS with the official test settings: score > 0.05, 5000 best, IoU 0.3, 750 kept."""
-    boxes, scores, kps = decoder_for(cfg)([loc[None], score[None]], hw, 0.05)[0]
-    assert kps is None and len(boxes) <= 5000
-    keep = nms(boxes, scores, 0.3, SSDDecoder.nms_offset)[:750]
+    """Our decoder + NMS with the family's test settings (score > 0.05, 5000 best, IoU 0.3, 750 kept), on
+    unclipped boxes as the official test path."""
+    settings = get_family(cfg.family).postprocess
+    boxes, scores, kps = _decoder(cfg)([loc[None], score[None]], hw, settings.score_thr)[0]
+    assert kps is None
+    top = np.sort(np.argsort(-scores, kind="stable")[:settings.pre_nms_topk])
+    keep = top[nms(boxes[top], scores[top], settings.nms_thr, settings.nms_offset)][:settings.max_per_image]
     return scores[keep], boxes[keep] / np.array([hw[1], hw[0]] * 2, np.float32)
 
 
@@ -174,15 +182,15 @@ def test_decode_by_hand():
     # centre (0.5 + 1*0.1*0.1, 0.25 - 2*0.1*0.2) = (0.51, 0.21); size (0.2, 0.2).
     priors = np.array([[0.5, 0.25, 0.1, 0.2]], np.float32)
     loc = np.array([[1.0, -2.0, np.log(2.0) / 0.2, 0.0]], np.float32)
-    box = decode_boxes(loc, priors, (0.1, 0.2))
+    box = ssd_decode(loc, priors, (0.1, 0.2))
     np.testing.assert_allclose(box, [[0.41, 0.11, 0.61, 0.31]], atol=1e-6)
-    back = encode_boxes(torch.from_numpy(box), torch.from_numpy(priors), (0.1, 0.2))
+    back = ssd_encode(torch.from_numpy(box), torch.from_numpy(priors), (0.1, 0.2))
     np.testing.assert_allclose(back.numpy(), loc, atol=1e-5)
 
 
 def test_decoder_threshold_and_pixels():
     cfg = get_config("extd_32")
-    dec = decoder_for(cfg)
+    dec = _decoder(cfg)
     n = len(dec.priors((64, 96)))
     loc = np.zeros((1, n, 4), np.float32)
     score = np.full((1, n), 0.5, np.float32)

@@ -9,7 +9,7 @@ from PIL import Image
 from leanface.cli import main
 from leanface.errors import LeanfaceError
 from leanface.infer import nms, read_image
-from leanface.infer.decode import DistanceDecoder
+from leanface.models.scrfd import DistanceDecoder
 from leanface.infer.preprocess import place
 
 

@@ -151,4 +151,4 @@ def test_unreadable_image_is_a_one_line_error(tmp_path, capsys):
                      str(tmp_path / "run"), "--epochs", "1", "--img-size", "64", "--workers", workers,
                      "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "bad.jpg: cannot read image" in err[0]
+        assert len(err) == 1 and "bad.jpg: not a readable image" in err[0]

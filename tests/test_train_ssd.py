@@ -12,9 +12,9 @@ from leanface.cli import main
 from leanface.data import AugmentConfig, FaceDataset
 from leanface.errors import LeanfaceError
 from leanface.infer import Detector
-from leanface.models import create_model, get_config, registry, save_checkpoint
+from leanface.models import create_model, get_config, save_checkpoint
 from leanface.models.importers import import_weights
-from leanface.train import TrainConfig, box_iou, train
+from leanface.train import TrainConfig, box_iou, losses, train
 
 from .conftest import SHARED, WIDER, easy_images, need
 
@@ -108,8 +108,7 @@ def test_cli_train_eval_resume_eresfd(wider_train, tmp_path, capsys):
 
 
 def test_family_without_a_loss_is_a_one_line_error(monkeypatch, tmp_path, capsys):
-    registry.list_models()  # registers the families
-    monkeypatch.delitem(registry._LOSSES, "extd")
+    monkeypatch.delitem(losses._LOSSES, "extd")
     assert main(["train", "--model", "extd_32", "--data", str(tmp_path), "--out-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'extd' has no training loss" in err[0], err
@@ -132,7 +131,7 @@ def test_extd_overfits_from_scratch_with_frozen_bn_statistics(wider_train, tmp_p
     torch.set_num_threads(1)
     size = 256
     images = easy_images(wider_train, 4, size)
-    cfg = TrainConfig(procs=1, epochs=120, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=size,
+    cfg = TrainConfig(procs=1, amp=False, channels_last=False, epochs=120, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=size,
                       augment=False, freeze_bn_after=0, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
     result = train(cfg, "extd_32", images, progress=False)
     losses = [float(r["loss"]) for r in result.history]

@@ -49,7 +49,7 @@ def test_forward_backward_shapes(name):
 
 
 def test_config_roundtrip_and_output_names():
-    from leanface.models.config import config_from_dict
+    from leanface.models import config_from_dict
 
     for name in SCRFD:
         cfg = get_config(name)

@@ -5,19 +5,6 @@ import statistics
 import time
 from typing import Callable
 
-import numpy as np
-
-
-def sample_image() -> np.ndarray:
-    """The bundled sample: the public-domain NASA astronaut portrait shipped in scikit-image (RGB, 512x512)."""
-    try:
-        from skimage import data
-    except ImportError:
-        from .errors import LeanfaceError
-
-        raise LeanfaceError("the sample image needs scikit-image (pip install scikit-image)") from None
-    return data.astronaut()
-
 
 def median_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
     for _ in range(warmup):
@@ -61,12 +48,3 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner
             samples[k].append((time.perf_counter() - t) * 1000 / inner)
     return {k: statistics.median(v) for k, v in samples.items()}
 
-
-def ort_session(path, threads: int):
-    """An onnxruntime CPU session pinned to `threads` intra-op threads (quiet logging)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -175,7 +175,8 @@ def _add_bench(sub):
 
 
 def _cmd_bench(args) -> int:
-    from .benchmark import bench_detector, sample_image
+    from .benchmark import bench_detector
+    from .infer import sample_image
 
     image = args.image or sample_image()
     res = bench_detector(_detector(args), image, repeats=args.repeats)
@@ -186,10 +187,12 @@ def _cmd_bench(args) -> int:
 
 # --- eval -------------------------------------------------------------------------------------
 def _add_eval(sub):
+    from .eval.widerface import WIDER_PROTOCOL
+
     p = sub.add_parser("eval", help="WIDER FACE val AP (easy/medium/hard) of a model or of a prediction folder")
     p.add_argument("--data", required=True, help="WIDER FACE root (WIDER_val/images/, ground_truth/*.mat)")
     p.add_argument("--preds", help="score this submission folder (<event>/<image>.txt) instead of running a model")
-    _add_detector_args(p, score_thr=0.02, nms_thr=0.45)
+    _add_detector_args(p, score_thr=WIDER_PROTOCOL["score_thr"], nms_thr=WIDER_PROTOCOL["nms_thr"])
     p.add_argument("--output", help="folder for predictions, JSON record and PR plot "
                                     "(default: runs/eval/<model>-<size>, or the --preds folder)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -340,8 +343,8 @@ def _cmd_stats(args) -> int:
     import json
     from pathlib import Path
 
-    from .data.stats import compute_stats, format_stats, plot_stats
-    from .io import atomic_write
+    from .train.stats import compute_stats, format_stats, plot_stats
+    from .files import atomic_write
 
     stats = compute_stats(args.data, epochs=args.epochs, seed=args.seed)
     print(format_stats(stats))
@@ -384,7 +387,7 @@ def _add_search(sub):
     r.add_argument("--num-samples", type=int, default=s.num_samples,
                    help=f"candidates = trials (default {s.num_samples})")
     r.add_argument("--template", help="step 2: a step-1 run folder (its best trial), a JSON config or a zoo name")
-    r.add_argument("--seed", type=int, default=s.seed, help="sampling seed")
+    r.add_argument("--seed", type=int, default=s.seed, help="seed of the candidate sampler and of every trial's training")
     r.add_argument("--use-kps", action="store_true", help="heads with 5-point landmarks")
     r.add_argument("--data", help="WIDER-layout root: trains on WIDER_train, evaluates on WIDER_val")
     r.add_argument("--epochs", type=int, default=t.epochs, help=f"proxy training epochs (default {t.epochs})")

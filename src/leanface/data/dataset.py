@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
-from PIL import Image
 
-from ..errors import LeanfaceError
+from .. import images
 from .augment import AugmentConfig, augment, augment_targets
 from .readers import ImageFaces
 
@@ -22,19 +20,7 @@ def image_size(faces: ImageFaces | Path) -> tuple[int, int]:
     """(width, height) from the annotation when it states it, else from the image header (no decoding)."""
     if isinstance(faces, ImageFaces) and faces.size is not None:
         return faces.size
-    path = faces.path if isinstance(faces, ImageFaces) else Path(faces)
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError) as exc:
-        raise LeanfaceError(f"{path}: cannot read image ({exc})") from None
-
-
-def read_bgr(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise LeanfaceError(f"{path}: cannot read image (missing or not an image)")
-    return image
+    return images.image_size(faces.path if isinstance(faces, ImageFaces) else faces)
 
 
 def training_faces(faces: ImageFaces) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,7 +62,7 @@ class FaceDataset(torch.utils.data.Dataset):
     def __getitem__(self, key) -> dict:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         faces = self.images[index]
-        image = read_bgr(faces.path)
+        image = images.read_bgr(faces.path)
         image, t = augment(image, *training_faces(faces), self.cfg, self.rng(epoch, index))
         chw = np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1))
         chw -= self.mean

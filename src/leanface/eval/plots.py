@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..io import atomic_write
+from ..files import atomic_write
 from .widerface import SETTINGS, WiderResult
 
 

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import LeanfaceError
-from ..io import atomic_write
+from ..files import atomic_write
 from .plots import plot_pr_curves
 from .submission import predict_images
 from .widerface import FolderEvaluation, WiderGroundTruth, evaluate_folder, load_ground_truth, present_images

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import LeanfaceError
-from ..io import atomic_write
+from ..files import atomic_write
 
 Key = tuple[str, str]  # (event, image name without .jpg)
 

@@ -1,4 +1,5 @@
-"""ONNX export in the official SCRFD layout (input `input.1`, outputs score_8 ... kps_32).
+"""ONNX export of any registered model: its `forward_export` outputs (SCRFD: the official layout,
+input `input.1`, outputs score_8 ... kps_32; the SSD families: loc, score).
 
 Batch, height and width are dynamic. The model config is embedded as metadata so the Detector
 can run the file alone; official-layout consumers simply ignore it.
@@ -12,7 +13,7 @@ import os
 import torch
 from torch import nn
 
-from ..io import atomic_write
+from ..files import atomic_write
 
 INPUT_NAME = "input.1"
 OPSET = 17
@@ -41,7 +42,7 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, sample_hw: tuple[int, i
                           output_names=names, dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
     model = onnx.load_from_string(buf.getvalue())
-    from ..infer.detector import ONNX_CONFIG_KEY
+    from ..models.registry import ONNX_CONFIG_KEY
 
     entry = model.metadata_props.add()
     entry.key, entry.value = ONNX_CONFIG_KEY, json.dumps(net.cfg.to_dict())

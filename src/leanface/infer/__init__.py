@@ -1,7 +1,9 @@
-"""Inference: Detector, typed results, robust image reading."""
-from .decode import decoder_for, nms
-from .detector import DEFAULT_WEIGHTS, Detector
-from .image import list_images, read_image, video_frames
+"""Inference: Detector, the one post-processing path, typed results, robust image reading."""
+from ..boxes import nms
+from .detector import DEFAULT_WEIGHTS, Detector, onnx_session
+from .image import list_images, read_image, sample_image, video_frames
+from .postprocess import postprocess
 from .results import Faces
 
-__all__ = ["DEFAULT_WEIGHTS", "Detector", "Faces", "decoder_for", "list_images", "nms", "read_image", "video_frames"]
+__all__ = ["DEFAULT_WEIGHTS", "Detector", "Faces", "list_images", "nms", "onnx_session", "postprocess", "read_image",
+           "sample_image", "video_frames"]

@@ -12,9 +12,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import LeanfaceError
-from ..io import atomic_write
+from ..files import atomic_write
 from .detector import Detector
-from .image import is_video, list_images, read_image, video_frames
+from .image import is_video, list_images, read_image, sample_image, video_frames
 from .results import Faces
 
 
@@ -107,8 +107,6 @@ def run_detect(detector: Detector, paths: list[str], json_out: str | None = None
 
 
 def run_demo(model: str | None = None, weights: str | None = None, save_dir: str = "demo_out") -> int:
-    from ..benchmark import sample_image
-
     detector = Detector(model=model, weights=weights)
     image = sample_image()
     faces = dataclasses.replace(detector(image), source="skimage.data.astronaut()")

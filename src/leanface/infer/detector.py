@@ -1,7 +1,8 @@
 """The user-facing Detector: images in, typed Faces out, on PyTorch or ONNX Runtime.
 
-Both backends produce the official SCRFD ONNX output layout, so decoding, NMS and rescaling are
-one code path (leanface.infer.decode) whatever runs the network.
+Both backends produce the model's export outputs (`forward_export`, the layout of its ONNX file), so
+decoding (the family's decoder) and post-processing (leanface.infer.postprocess) are one code path
+whatever runs the network.
 """
 from __future__ import annotations
 
@@ -14,15 +15,26 @@ import numpy as np
 import torch
 
 from ..errors import LeanfaceError
-from ..models import create_model, get_config, read_checkpoint
-from ..models.config import config_from_dict
-from .decode import decoder_for, nms
+from ..models import config_from_dict, create_model, get_config, get_family, read_checkpoint
+from ..models.registry import ONNX_CONFIG_KEY
 from .image import as_rgb, read_image
+from .postprocess import postprocess
 from .preprocess import make_batch, place
 from .results import Faces
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "scrfd_500m_kps.pt"
-ONNX_CONFIG_KEY = "leanface_config"
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    """An onnxruntime CPU session (quiet logging), pinned to `threads` intra-op threads if given."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # official files declare fixed output shapes and warn on every call
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 class TorchBackend:
@@ -37,15 +49,8 @@ class TorchBackend:
 
 class OnnxBackend:
     def __init__(self, path: str, threads: int | None = None):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # official files declare fixed output shapes and warn on every call
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+            self.session = onnx_session(path, threads)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise LeanfaceError(f"{path}: onnxruntime cannot load it ({type(exc).__name__})") from None
         self.input = self.session.get_inputs()[0].name
@@ -72,12 +77,6 @@ def _onnx_config(backend: OnnxBackend, model, path: str):
     raise LeanfaceError(f"{path}: {n} outputs; not a SCRFD layout and no leanface config inside; pass model=")
 
 
-def _clip(boxes: np.ndarray, p) -> None:
-    """Clip network-pixel boxes in place to the resized image (not the padding)."""
-    np.clip(boxes[:, 0::2], 0, p.new_w, out=boxes[:, 0::2])
-    np.clip(boxes[:, 1::2], 0, p.new_h, out=boxes[:, 1::2])
-
-
 class Detector:
     """Face detector.
 
@@ -85,9 +84,12 @@ class Detector:
     weights: a leanface .pt checkpoint or an exported/official .onnx file (run with ONNX Runtime).
     size: long side of the network input (640 = the official VGA protocol); None = original size.
     letterbox: pad to size x size as the official test pipeline does, instead of to a multiple of 32.
-    score_thr, nms_thr: candidate score threshold and NMS IoU threshold; max_faces: keep the top-k.
-    pre_nms_topk: NMS only the k best-scoring candidates (mmdet's nms_pre; None: all, as the official
-    WIDER test config). It bounds NMS time for weak models, e.g. early in training.
+    score_thr, nms_thr: candidate score threshold and NMS IoU threshold; max_faces: keep at most this
+    many (and never more than the family's own cap, e.g. 750 for the SSD families).
+    pre_nms_topk: NMS only the k best-scoring candidates (mmdet's nms_pre; None: the family's setting,
+    all for SCRFD as the official WIDER test config). It bounds NMS time for weak models.
+    The other test-time settings (NMS area convention, clipping before NMS) are the family's
+    (`leanface.models.get_family(name).postprocess`).
     batch_size: images per network call for lists (images are grouped by padded shape).
     threads: CPU threads for the backend (None: library default).
     """
@@ -120,16 +122,15 @@ class Detector:
             raise LeanfaceError("letterbox needs a fixed size")
         self.weights = None if weights is None else str(weights)
         self.size, self.letterbox = size, letterbox
-        self.score_thr, self.nms_thr, self.max_faces = score_thr, nms_thr, max_faces
         if pre_nms_topk is not None and pre_nms_topk < 1:
             raise LeanfaceError(f"pre_nms_topk must be at least 1, got {pre_nms_topk}")
-        self.pre_nms_topk = pre_nms_topk
+        family = get_family(self.config.family)
+        cap = family.postprocess.max_per_image
+        self.postprocess = family.postprocess.replace(
+            score_thr=score_thr, nms_thr=nms_thr, pre_nms_topk=pre_nms_topk,
+            max_per_image=min(k for k in (cap, max_faces) if k is not None) if (cap or max_faces) else None)
         self.batch_size = max(1, batch_size)
-        self.decoder = decoder_for(self.config)
-
-    @property
-    def has_landmarks(self) -> bool:
-        return self.config.has_landmarks
+        self.decoder = family.decoder(self.config)
 
     def __call__(self, images):
         """Detect faces in an image (RGB array or path) -> Faces, or in a list of them -> list[Faces]."""
@@ -155,30 +156,10 @@ class Detector:
                 chunk = idx[start:start + self.batch_size]
                 placements = [plans[i][0] for i in chunk]
                 batch = make_batch([loaded[i] for i in chunk], placements, padded, self.config.mean, self.config.std)
-                candidates = self.decoder(self.backend(batch), padded, self.score_thr)
+                candidates = self.decoder(self.backend(batch), padded, self.postprocess.score_thr)
                 for i, p, cand in zip(chunk, placements, candidates):
-                    results[i] = self._finish(cand, p, sources[i])
+                    results[i] = postprocess(cand, p, self.postprocess, sources[i])
         return results  # type: ignore[return-value]
-
-    def _finish(self, cand, p, source) -> Faces:
-        boxes, scores, kps = cand
-        dec = self.decoder
-        k = self.pre_nms_topk
-        if k is not None and len(scores) > k:
-            top = np.argpartition(-scores, k - 1)[:k]
-            top.sort()  # keep the decoder's order so ties break as without the cut
-            boxes, scores, kps = boxes[top], scores[top], None if kps is None else kps[top]
-        if dec.clip_before_nms:
-            _clip(boxes, p)
-        keep = nms(boxes, scores, self.nms_thr, dec.nms_offset)
-        limit = min(k for k in (dec.keep_top_k, self.max_faces, len(keep)) if k is not None)
-        keep = keep[:limit]
-        boxes = boxes[keep]
-        _clip(boxes, p)  # returned boxes always lie inside the image
-        scale = np.array([p.scale_x, p.scale_y], np.float32)
-        boxes /= np.tile(scale, 2)
-        landmarks = None if kps is None else kps[keep] / scale
-        return Faces(boxes, scores[keep], landmarks, p.width, p.height, source)
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterable[Faces]:
         """Detect frame by frame over an iterable of RGB frames (e.g. a video), batching internally."""

@@ -1,8 +1,7 @@
-"""Typed, frozen model configs. A zoo entry and a searched architecture are the same type.
+"""SCRFD's typed, frozen configs. A zoo entry and a searched architecture are the same type.
 
-Every detector config carries `family` (which builder makes it) and `decode`
-(how its raw outputs become boxes), so inference, export and evaluation need no
-per-model code.
+Like every family's config, SCRFDConfig carries `family` (the registry record that builds and
+decodes it), so inference, export and evaluation need no per-model code.
 """
 from __future__ import annotations
 
@@ -101,25 +100,13 @@ class SCRFDConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-
-def config_from_dict(d: dict):
-    """Inverse of `to_dict` for every registered config family."""
-    d = dict(d)
-    family = d.get("family", "scrfd")
-    if family == "scrfd":
+    @classmethod
+    def from_dict(cls, d: dict) -> "SCRFDConfig":
         bb = dict(d["backbone"])
         bb_cls = MobileNetConfig if bb.get("kind") == "mobilenet" else ResNetConfig
-        return SCRFDConfig(
-            name=d["name"],
-            backbone=bb_cls(**_tuples(bb)),
-            neck=PAFPNConfig(**d["neck"]),
-            head=SCRFDHeadConfig(**_tuples(d["head"])),
-            mean=tuple(d.get("mean", (127.5,) * 3)),
-            std=tuple(d.get("std", (128.0,) * 3)),
-        )
-    from .registry import config_class_for_family
-
-    return config_class_for_family(family).from_dict(d)
+        return cls(name=d["name"], backbone=bb_cls(**_tuples(bb)), neck=PAFPNConfig(**d["neck"]),
+                   head=SCRFDHeadConfig(**_tuples(d["head"])), mean=tuple(d.get("mean", (127.5,) * 3)),
+                   std=tuple(d.get("std", (128.0,) * 3)))
 
 
 def _tuples(d: dict) -> dict:

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register_family, register_model
-from .ssd import SSDAnchorConfig, SSDDecoder, SSDDetector, SSDFamilyConfig, ssd_loss
+from .registry import Family, register_family, register_model
+from .ssd import SSD_POSTPROCESS, SSDAnchorConfig, SSDDecoder, SSDDetector, SSDFamilyConfig
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class EResFD(SSDDetector):
         return [fem(m) for fem, m in zip(self.context, self.neck(self.backbone(x)))]
 
 
-register_family("eresfd", EResFD, EResFDConfig, decoder=SSDDecoder, loss=ssd_loss)
+register_family(Family("eresfd", "detection", EResFDConfig, EResFD, SSDDecoder, SSD_POSTPROCESS))
 
 
 @register_model

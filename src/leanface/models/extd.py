@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register_family, register_model
-from .ssd import SSDAnchorConfig, SSDDecoder, SSDDetector, SSDFamilyConfig, ssd_loss
+from .registry import Family, register_family, register_model
+from .ssd import SSD_POSTPROCESS, SSDAnchorConfig, SSDDecoder, SSDDetector, SSDFamilyConfig
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class EXTD(SSDDetector):
         return fused[::-1]
 
 
-register_family("extd", EXTD, EXTDConfig, decoder=SSDDecoder, loss=ssd_loss)
+register_family(Family("extd", "detection", EXTDConfig, EXTD, SSDDecoder, SSD_POSTPROCESS))
 
 # Rows of the official mobileFacenet_{32,48,64}_PReLU tables that the detector uses (t, n, s).
 _ROWS_32 = ((1, 1, 1), (2, 2, 1), (4, 2, 1), (2, 2, 2))

@@ -1,14 +1,22 @@
-"""Model registry: zoo names -> configs, config families -> builders, one factory.
+"""The model registry: one record per family, zoo names -> configs, one factory.
+
+A family module (scrfd.py, eresfd.py, extd.py) registers itself when `leanface.models` is imported:
+
+    register_family(Family("scrfd", "detection", SCRFDConfig, SCRFD, DistanceDecoder.for_config))
 
     @register_model
     def scrfd_500m() -> SCRFDConfig: ...
 
     model = create_model("scrfd_500m", weights="w.pt")
+
+This module imports nothing from the rest of the package but `errors` and `files` (it is the leaf
+every layer looks families up in); what a family needs to train lives in `leanface.train`.
 """
 from __future__ import annotations
 
 import fnmatch
 import os
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -16,18 +24,67 @@ from torch import nn
 
 from ..errors import LeanfaceError
 
-_MODELS: dict[str, Callable[[], object]] = {}
-_FAMILIES: dict[str, tuple[Callable[[object], nn.Module], type]] = {}
-_DECODERS: dict[str, Callable] = {}
-_LOSSES: dict[str, Callable] = {}
-
 CHECKPOINT_FORMAT = "leanface-checkpoint-v1"
+# Metadata key of an exported ONNX file that holds the model config (cfg.to_dict() as JSON).
+ONNX_CONFIG_KEY = "leanface_config"
+
+
+@dataclass(frozen=True)
+class Postprocess:
+    """Test-time settings of a detector family: from candidates to the faces returned.
+
+    score_thr: candidates below it are dropped (SSD families: at or below). nms_thr: greedy NMS IoU.
+    pre_nms_topk: only the k best candidates enter NMS (None: all). max_per_image: detections kept
+    after NMS (None: all). nms_offset: 1 for the "+1 pixel" area convention. clip_before_nms: clip
+    candidates to the image before NMS (mmdet's test path) rather than after.
+    """
+
+    score_thr: float = 0.5
+    nms_thr: float = 0.4
+    pre_nms_topk: int | None = None
+    max_per_image: int | None = None
+    nms_offset: float = 0.0
+    clip_before_nms: bool = True
+
+    def replace(self, **changes) -> "Postprocess":
+        import dataclasses
+
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything the package needs to know about one model family.
+
+    config_cls: frozen config dataclass with `from_dict`/`to_dict` and a `family` field equal to `name`.
+    build: config -> nn.Module. decoder: config -> callable turning the network's export outputs into
+    per-image candidates (boxes, scores, landmarks or None) in input pixels (detection only).
+    postprocess: the family's default test-time settings.
+    """
+
+    name: str
+    task: str
+    config_cls: type
+    build: Callable[[object], nn.Module]
+    decoder: Callable[[object], Callable] | None = None
+    postprocess: Postprocess = field(default_factory=Postprocess)
+
+
+_FAMILIES: dict[str, Family] = {}
+_MODELS: dict[str, Callable[[], object]] = {}
+
+
+def register_family(family: Family) -> Family:
+    if family.name in _FAMILIES:
+        raise ValueError(f"model family {family.name!r} registered twice")
+    _FAMILIES[family.name] = family
+    return family
 
 
 def register_model(fn: Callable[[], object]) -> Callable[[], object]:
     """Register a zero-argument function returning a model config under the function's name.
 
-    The name may be overridden by a `name` attribute on the function (for names such as 'scrfd_2.5g').
+    The name may be overridden by a `model_name` attribute on the function (for names such as 'scrfd_2.5g').
     """
     name = getattr(fn, "model_name", fn.__name__)
     if name in _MODELS:
@@ -36,41 +93,22 @@ def register_model(fn: Callable[[], object]) -> Callable[[], object]:
     return fn
 
 
-def register_family(family: str, builder: Callable[[object], nn.Module], config_cls: type,
-                    decoder: Callable | None = None, loss: Callable | None = None) -> None:
-    """`decoder(cfg)` makes the family's output decoder (see leanface.infer.decode); SCRFD's is built in.
-
-    `loss(cfg, input_hw, device, weights)` makes the family's training loss for (H, W) inputs: a callable
-    `(net(x), boxes, landmarks, landmark_valid) -> {"loss", "cls", "box", "kps", "num_pos": scalar tensors}`
-    (see leanface.train.scrfd_loss); `weights` is the trainer's LossWeights. Families without one cannot
-    be trained.
-    """
-    _FAMILIES[family] = (builder, config_cls)
-    if decoder is not None:
-        _DECODERS[family] = decoder
-    if loss is not None:
-        _LOSSES[family] = loss
+def get_family(name: str) -> Family:
+    if name not in _FAMILIES:
+        raise LeanfaceError(f"unknown model family {name!r}; known: {', '.join(sorted(_FAMILIES))}")
+    return _FAMILIES[name]
 
 
-def decoder_factory(family: str) -> Callable:
-    _ensure_zoo()
-    return _DECODERS[family]
+def list_families(task: str | None = None) -> list[str]:
+    return sorted(n for n, f in _FAMILIES.items() if task is None or f.task == task)
 
 
-def loss_factory(family: str) -> Callable:
-    _ensure_zoo()
-    if family not in _LOSSES:
-        raise LeanfaceError(f"model family {family!r} has no training loss, so it cannot be trained")
-    return _LOSSES[family]
-
-
-def config_class_for_family(family: str) -> type:
-    _ensure_zoo()
-    return _FAMILIES[family][1]
+def config_from_dict(d: dict):
+    """Inverse of `cfg.to_dict()` for every registered family."""
+    return get_family(d["family"]).config_cls.from_dict(d)
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    _ensure_zoo()
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
@@ -78,7 +116,6 @@ def get_config(name: str):
     """A zoo name, or the path of a JSON config file (`cfg.to_json()`, e.g. a searched model)."""
     if name.lower().endswith(".json"):
         return _config_file(name)
-    _ensure_zoo()
     if name not in _MODELS:
         raise LeanfaceError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     return _MODELS[name]()
@@ -86,8 +123,6 @@ def get_config(name: str):
 
 def _config_file(path: str):
     import json
-
-    from .config import config_from_dict
 
     try:
         with open(path) as f:
@@ -99,9 +134,7 @@ def _config_file(path: str):
 
 
 def build_model(cfg) -> nn.Module:
-    _ensure_zoo()
-    builder, _ = _FAMILIES[cfg.family]
-    return builder(cfg)
+    return get_family(cfg.family).build(cfg)
 
 
 def create_model(model, weights: str | os.PathLike | None = None, **overrides) -> nn.Module:
@@ -120,15 +153,14 @@ def create_model(model, weights: str | os.PathLike | None = None, **overrides) -
         cfg = cfg.replace(**overrides)
     net = build_model(cfg)
     if weights is not None:
-        ckpt_cfg, state = read_checkpoint(weights)
-        load_state(net, state, source=str(weights))
+        load_state(net, read_checkpoint(weights)[1], source=str(weights))
     net.eval()
     return net
 
 
 def save_checkpoint(path: str | os.PathLike, cfg, state_dict: dict, **extra) -> None:
     """Write model weights with their config, atomically (temp file + rename)."""
-    from ..io import atomic_write
+    from ..files import atomic_write
 
     payload = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "state_dict": state_dict, **extra}
     with atomic_write(path, binary=True) as f:
@@ -137,8 +169,6 @@ def save_checkpoint(path: str | os.PathLike, cfg, state_dict: dict, **extra) -> 
 
 def read_checkpoint(path: str | os.PathLike):
     """Return (config, state_dict) from a leanface weights file; one-line error otherwise."""
-    from .config import config_from_dict
-
     path = str(path)
     if not os.path.isfile(path):
         raise LeanfaceError(f"{path}: weights file not found")
@@ -172,7 +202,3 @@ def load_state(net: nn.Module, state: dict, source: str) -> None:
         raise LeanfaceError(f"{source}: weights do not match the model: " + "; ".join(parts))
     net.load_state_dict(state, strict=True)
 
-
-def _ensure_zoo() -> None:
-    # Importing the zoo modules runs their @register_model decorators.
-    from . import zoo  # noqa: F401

@@ -1,4 +1,5 @@
-"""Shared pieces of the SSD-style detectors (EResFD, EXTD): anchors, multibox heads, decoding, training loss.
+"""Shared pieces of the SSD-style detectors (EResFD, EXTD): anchors, multibox heads, decoding
+(their training loss is leanface.train.ssd_loss).
 
 Both detectors predict on six maps at strides 4..128 with one square-ish anchor per location
 (S3FD-style sizes 16..512 px) and SSD box encoding with variances (0.1, 0.2). Anchor order is
@@ -12,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
+
+from ..boxes import ssd_decode
+from .registry import Postprocess
 
 
 @dataclass(frozen=True)
@@ -91,121 +93,13 @@ def ssd_priors(input_hw: tuple[int, int], anchors: SSDAnchorConfig) -> np.ndarra
     return np.concatenate(out).astype(np.float32)
 
 
-def decode_boxes(loc: np.ndarray, priors: np.ndarray, variances: tuple[float, float]) -> np.ndarray:
-    """SSD decoding in float32, in the official operation order: loc (N, 4) -> (N, 4) x1y1x2y2 normalised."""
-    v0, v1 = np.float32(variances[0]), np.float32(variances[1])
-    centre = priors[:, :2] + loc[:, :2] * v0 * priors[:, 2:]
-    size = priors[:, 2:] * np.exp(loc[:, 2:] * v1)
-    top_left = centre - size / np.float32(2)
-    return np.concatenate([top_left, top_left + size], axis=1)
-
-
-def encode_boxes(boxes: torch.Tensor, priors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
-    """Inverse of `decode_boxes` for training targets: boxes (N, 4) x1y1x2y2 and priors (N, 4) cx,cy,w,h, both
-    normalised -> (N, 4) regression targets."""
-    centre = ((boxes[:, :2] + boxes[:, 2:]) / 2 - priors[:, :2]) / (variances[0] * priors[:, 2:])
-    size = torch.log((boxes[:, 2:] - boxes[:, :2]).clamp_min(1e-6) / priors[:, 2:]) / variances[1]
-    return torch.cat([centre, size], dim=1)
-
-
-def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU (A, B) of x1y1x2y2 boxes, without the "+1" pixel convention."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp_min(0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
-
-
-class SSDLoss:
-    """The official EXTD training loss (S3FD matching, hard negative mining), for EResFD and EXTD alike.
-
-    Matching per image: every face gets its best anchor; anchors with IoU >= 0.35 are positive; then
-    S3FD's scale compensation adds as positives the N best remaining anchors with IoU in (0.1, 0.35),
-    N = (#faces whose best IoU >= 0.35 + #faces whose best IoU >= 0.5) // 2. Classification: cross-entropy
-    over the positives and the 3x as many hardest negatives; regression: smooth L1 (beta 1) on the SSD
-    encoding of the positives. Both are summed and divided by the number of positives.
-    """
-
-    def __init__(self, anchors: SSDAnchorConfig, input_hw: tuple[int, int], device: torch.device | str = "cpu",
-                 neg_pos: int = 3, thresholds: tuple[float, float, float] = (0.1, 0.35, 0.5)):
-        self.variances = anchors.variances
-        self.neg_pos = neg_pos
-        self.thresholds = thresholds
-        self.priors = torch.from_numpy(ssd_priors(input_hw, anchors)).to(device)
-        self.prior_boxes = torch.cat([self.priors[:, :2] - self.priors[:, 2:] / 2,
-                                      self.priors[:, :2] + self.priors[:, 2:] / 2], 1)
-        self.scale = torch.tensor([input_hw[1], input_hw[0]] * 2, dtype=torch.float32, device=device)
-
-    def match(self, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """boxes (G, 4) x1y1x2y2 input pixels -> labels (N,) 0/1 and regression targets (N, 4)."""
-        n = len(self.priors)
-        if len(boxes) == 0:
-            return torch.zeros(n, dtype=torch.long, device=self.priors.device), self.priors.new_zeros(n, 4)
-        low, positive, high = self.thresholds
-        gt = boxes.float() / self.scale
-        iou = _box_iou(gt, self.prior_boxes)
-        best_prior_iou, best_prior = iou.max(1)
-        best_iou, best_gt = iou.max(0)
-        best_iou[best_prior] = 2.0
-        for j, p in enumerate(best_prior.tolist()):  # in order, so a later face wins a shared anchor
-            best_gt[p] = j
-        labels = (best_iou >= positive).long()
-        extra = (int((best_prior_iou >= positive).sum()) + int((best_prior_iou >= high).sum())) // 2
-        pool = torch.where((best_iou > low) & (best_iou < positive), best_iou, torch.zeros_like(best_iou))
-        top = pool.topk(min(extra, n)).indices if extra else best_iou.new_zeros(0, dtype=torch.long)
-        labels[top[pool[top] > low]] = 1
-        return labels, encode_boxes(gt[best_gt], self.priors, self.variances)
-
-    def __call__(self, outputs: tuple[torch.Tensor, torch.Tensor], boxes: list[torch.Tensor],
-                 landmarks=None, landmark_valid=None) -> dict[str, torch.Tensor]:
-        """outputs: `forward(x)` of the model; boxes[b]: (G_b, 4) x1y1x2y2 input pixels (landmarks are unused).
-
-        Returns scalars loss (to minimise), cls, box, kps (always 0) and num_pos.
-        """
-        loc, conf = (o.float() for o in outputs)
-        matched = [self.match(b.to(self.priors.device)) for b in boxes]
-        labels = torch.stack([m[0] for m in matched])
-        targets = torch.stack([m[1] for m in matched])
-        pos = labels > 0
-        num_pos = pos.sum(1)
-        ce = F.cross_entropy(conf.reshape(-1, 2), labels.reshape(-1), reduction="none").view_as(labels).float()
-        mining = ce.detach().masked_fill(pos, 0.0)
-        rank = mining.argsort(1, descending=True).argsort(1)
-        neg = rank < (self.neg_pos * num_pos).clamp(max=labels.shape[1] - 1)[:, None]
-        total = num_pos.sum().clamp(min=1).float()
-        if dist.is_available() and dist.is_initialized():
-            # DDP averages gradients over ranks: dividing by the mean positive count makes that the
-            # whole batch's sum over its positives, as the official (DataParallel) runs compute it.
-            dist.all_reduce(total)
-            total = total / dist.get_world_size()
-        loss_cls = ce[pos | neg].sum() / total
-        loss_box = F.smooth_l1_loss(loc[pos], targets[pos], reduction="sum", beta=1.0) / total
-        return {"loss": loss_cls + loss_box, "cls": loss_cls, "box": loss_box, "kps": loss_cls.new_zeros(()),
-                "num_pos": num_pos.sum().float()}
-
-
-def ssd_loss(cfg, input_hw: tuple[int, int], device: torch.device | str = "cpu", weights=None) -> SSDLoss:
-    """The training-loss hook of the SSD families (see `register_family`). The official loss has no
-    weights to tune, so the trainer's LossWeights (SCRFD's) do not apply."""
-    return SSDLoss(cfg.anchors, input_hw, device)
-
-
 class SSDDecoder:
     """Raw SSD outputs -> candidate boxes per image, before NMS (the Detector's shared path does NMS).
 
     outputs: [loc (B, N, 4), score (B, N) face probability], as `forward_export` returns them.
     Returns per image (boxes (K, 4) float32 x1y1x2y2 in network-input pixels, unclipped, scores (K,) float32,
-    None): the anchors with score strictly above `score_thr` (the official `gt`), at most the
-    `pre_nms_top_k` best, by descending score. The official test path then runs greedy NMS at
-    IoU 0.3 without the "+1" pixel convention on unclipped boxes and keeps at most 750.
+    None): the anchors with score strictly above `score_thr` (the official `gt`), in anchor order.
     """
-
-    nms_offset = 0.0  # the official NMS computes areas without the "+1" pixel convention
-    clip_before_nms = False  # the official path runs NMS on unclipped boxes
-    keep_top_k = 750  # at most this many detections per image after NMS
-    pre_nms_top_k = 5000
 
     def __init__(self, cfg):
         self.anchors: SSDAnchorConfig = cfg.anchors
@@ -226,10 +120,15 @@ class SSDDecoder:
         results = []
         for img_loc, img_score in zip(loc, score):
             keep = np.flatnonzero(img_score > score_thr)
-            keep = keep[np.argsort(-img_score[keep], kind="stable")[: self.pre_nms_top_k]]
-            boxes = decode_boxes(img_loc[keep], priors[keep], self.anchors.variances) * scale
+            boxes = ssd_decode(img_loc[keep], priors[keep], self.anchors.variances) * scale
             results.append((boxes.astype(np.float32), img_score[keep], None))
         return results
+
+
+# The official test path: the 5000 best candidates above 0.05, greedy NMS at IoU 0.3 without the "+1"
+# pixel convention on unclipped boxes, at most 750 detections per image.
+SSD_POSTPROCESS = Postprocess(score_thr=0.05, nms_thr=0.3, pre_nms_topk=5000, max_per_image=750,
+                              clip_before_nms=False)
 
 
 class SSDDetector(nn.Module):

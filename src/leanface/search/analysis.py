@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LeanfaceError
-from ..io import atomic_write, save_figure
+from ..files import atomic_write, save_figure
 from ..models.config import SCRFDConfig
 from .bootstrap import BootstrapResult, bootstrap_best
 from .budget import COMPONENTS

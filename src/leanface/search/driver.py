@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import LeanfaceError
-from ..io import atomic_write
+from ..files import atomic_write
 from ..models.config import SCRFDConfig
 from .budget import measured_flops
 from .sampler import Candidate, SampleReport, sample_candidates

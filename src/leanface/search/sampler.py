@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import LeanfaceError
-from ..models.config import ResNetConfig, SCRFDConfig, config_from_dict
+from ..models import ResNetConfig, SCRFDConfig, config_from_dict
 from .budget import ComponentFlops, analytic_flops, measured_flops, stage_ratios
 from .space import BackboneSpace, FixedNeckHead, WholeSpace, sample_backbone, sample_neck_head, scale_backbones
 

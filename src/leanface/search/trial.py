@@ -19,7 +19,7 @@ from typing import Iterator
 
 from ..data.augment import CROP_CHOICES_SCRFD
 from ..errors import LeanfaceError
-from ..io import atomic_write
+from ..files import atomic_write
 from ..models.config import SCRFDConfig
 
 
@@ -92,7 +92,7 @@ def proxy_trial(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.Pat
     fractions on the val subset (not comparable with full-protocol numbers).
     """
     from ..data.readers import load_training_data
-    from ..eval import evaluate_detector, load_ground_truth, present_images
+    from ..eval import WIDER_PROTOCOL, evaluate_detector, load_ground_truth, present_images
     from ..infer import Detector
     from ..train import TrainConfig, train
 
@@ -110,8 +110,8 @@ def proxy_trial(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.Pat
                            crop_choices=tuple(settings.crop_choices), procs=settings.procs, amp=settings.amp,
                            channels_last=settings.channels_last)
         result = train(tcfg, cfg, images, resume=i > 0, progress=False)
-        detector = Detector(weights=result.weights, size=settings.eval_size, letterbox=True, score_thr=0.02,
-                            nms_thr=0.45, pre_nms_topk=settings.pre_nms_topk)
+        detector = Detector(weights=result.weights, **{**WIDER_PROTOCOL, "size": settings.eval_size},
+                            pre_nms_topk=settings.pre_nms_topk)
         evaluation, _ = evaluate_detector(detector, settings.data, out_dir / f"eval_{epochs}", progress=False,
                                           ground_truth=gt)
         yield {"epoch": epochs, **evaluation.result.aps, "loss": float(result.metrics["loss"])}

@@ -1,9 +1,12 @@
-"""Training: ATSS assignment, SCRFD losses, the training loop (`train(TrainConfig(...), model, data)`)."""
-from .assigner import Anchors, atss_assign, box_iou, make_anchors
-from .losses import LossWeights, diou_loss, quality_focal_loss, scrfd_loss, smooth_l1
+"""Training: the generic loop (`train(TrainConfig(...), model, data)`), task adapters, per-family losses."""
+from ..boxes import box_iou
+from . import ssd_loss  # noqa: F401  (registers the SSD families' loss)
+from .assigner import Anchors, atss_assign, make_anchors
+from .losses import LossWeights, diou_loss, loss_for, quality_focal_loss, register_loss, scrfd_loss, smooth_l1
 from .trainer import TrainConfig, TrainResult, WarmupStepSchedule, available_cores, cpu_has_bf16, train
 
 __all__ = [
-    "Anchors", "LossWeights", "available_cores", "cpu_has_bf16", "TrainConfig", "TrainResult", "WarmupStepSchedule", "atss_assign", "box_iou",
-    "diou_loss", "make_anchors", "quality_focal_loss", "scrfd_loss", "smooth_l1", "train",
+    "Anchors", "LossWeights", "TrainConfig", "TrainResult", "WarmupStepSchedule", "atss_assign", "available_cores",
+    "box_iou", "cpu_has_bf16", "diou_loss", "loss_for", "make_anchors", "quality_focal_loss", "register_loss",
+    "scrfd_loss", "smooth_l1", "train",
 ]

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..boxes import aligned_iou
+
 
 @dataclass(frozen=True)
 class Anchors:
@@ -43,11 +45,6 @@ def make_anchors(height: int, width: int, strides=(8, 16, 32), base_sizes=(16, 6
     return Anchors(boxes, centers, torch.cat(level_strides), sizes, tuple(counts))
 
 
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of every box in a (M, 4) with every box in b (N, 4) -> (M, N); x1y1x2y2, no +1."""
-    return _pair_iou(a[:, None, :], b[None, :, :])
-
-
 def atss_assign(anchors: Anchors, gt_boxes: torch.Tensor, topk: int = 9) -> torch.Tensor:
     """Assign each anchor a ground-truth index or -1 (negative).
 
@@ -68,7 +65,7 @@ def atss_assign(anchors: Anchors, gt_boxes: torch.Tensor, topk: int = 9) -> torc
         candidates.append(dist.topk(min(topk, count), dim=0, largest=False).indices + start)
         start += count
     cand = torch.cat(candidates)  # (K, N) anchor indices; positives are always candidates
-    cand_ious = _pair_iou(anchors.boxes[cand], gt_boxes.expand_as(anchors.boxes[cand]))
+    cand_ious = aligned_iou(anchors.boxes[cand], gt_boxes.expand_as(anchors.boxes[cand]))
     threshold = cand_ious.mean(0) + cand_ious.std(0)
     c = anchors.centers[cand]  # (K, N, 2)
     sides = torch.stack([c[..., 0] - gt_boxes[:, 0], c[..., 1] - gt_boxes[:, 1],
@@ -84,12 +81,3 @@ def atss_assign(anchors: Anchors, gt_boxes: torch.Tensor, topk: int = 9) -> torc
     assigned[pos_anchor[wins]] = pos_gt[wins]
     return assigned
 
-
-def _pair_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of a[..., :] with b[..., :] elementwise over leading dims; x1y1x2y2, no +1."""
-    lt = torch.maximum(a[..., :2], b[..., :2])
-    rb = torch.minimum(a[..., 2:], b[..., 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
-    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
-    return inter / (area_a + area_b - inter).clamp(min=1e-6)

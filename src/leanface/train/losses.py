@@ -4,13 +4,33 @@ Boxes and landmarks are compared in stride units (pixels / anchor stride), as th
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .assigner import Anchors, atss_assign
+from ..boxes import aligned_diou, aligned_iou, distance_to_boxes
+from ..errors import LeanfaceError
+from .assigner import Anchors, atss_assign, make_anchors
+
+# family -> factory(cfg, input_hw, device, weights) -> loss(net(x), boxes, landmarks, landmark_valid)
+# returning {"loss", "cls", "box", "kps", "num_pos"}: scalar tensors.
+_LOSSES: dict[str, Callable] = {}
+
+
+def register_loss(family: str, factory: Callable) -> None:
+    """Make a model family trainable: `factory(cfg, input_hw, device, weights)` builds its loss for (H, W)
+    inputs; `weights` is the trainer's LossWeights."""
+    _LOSSES[family] = factory
+
+
+def loss_for(family: str) -> Callable:
+    if family not in _LOSSES:
+        raise LeanfaceError(f"model family {family!r} has no training loss, so it cannot be trained")
+    return _LOSSES[family]
 
 
 def quality_focal_loss(logits: torch.Tensor, quality: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
@@ -22,27 +42,9 @@ def quality_focal_loss(logits: torch.Tensor, quality: torch.Tensor, beta: float 
     return bce * (quality - logits.sigmoid()).abs().pow(beta)
 
 
-def aligned_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """IoU of row i of a (P, 4) with row i of b (P, 4), x1y1x2y2 -> (P,)."""
-    lt = torch.maximum(a[:, :2], b[:, :2])
-    rb = torch.minimum(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / (area_a + area_b - inter).clamp(min=eps)
-
-
-def diou_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """1 - DIoU of aligned boxes (P, 4) x1y1x2y2 -> (P,). DIoU = IoU - centre distance^2 / enclosing diagonal^2."""
-    lt = torch.maximum(pred[:, :2], target[:, :2])
-    rb = torch.minimum(pred[:, 2:], target[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    union = (pred[:, 2:] - pred[:, :2]).prod(-1) + (target[:, 2:] - target[:, :2]).prod(-1) - inter + eps
-    iou = inter / union
-    enclose = (torch.maximum(pred[:, 2:], target[:, 2:]) - torch.minimum(pred[:, :2], target[:, :2])).clamp(min=0)
-    diag2 = enclose.pow(2).sum(-1) + eps
-    centre2 = ((pred[:, :2] + pred[:, 2:]) - (target[:, :2] + target[:, 2:])).pow(2).sum(-1) / 4
-    return 1 - (iou - centre2 / diag2)
+def diou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - DIoU of aligned boxes (P, 4) x1y1x2y2 -> (P,)."""
+    return 1 - aligned_diou(pred, target)
 
 
 def smooth_l1(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0 / 9) -> torch.Tensor:
@@ -105,7 +107,7 @@ def scrfd_loss(outputs: list[tuple], boxes: list[torch.Tensor], landmarks: list[
     stride = anchors.strides[anc_idx][:, None]
     centre = anchors.centers[anc_idx] / stride
     d = reg[img_idx, anc_idx]
-    pred_box = torch.cat([centre - d[:, :2], centre + d[:, 2:]], 1)
+    pred_box = distance_to_boxes(centre, d)
     target_box = all_boxes[gt_rows] / stride
     quality = torch.zeros_like(cls)
     quality[img_idx, anc_idx] = aligned_iou(pred_box.detach(), target_box)
@@ -126,3 +128,12 @@ def scrfd_loss(outputs: list[tuple], boxes: list[torch.Tensor], landmarks: list[
         loss_kps = cls.new_zeros(())
     return {"loss": loss_cls + loss_box + loss_kps, "cls": loss_cls, "box": loss_box, "kps": loss_kps,
             "num_pos": torch.tensor(float(len(anc_idx)))}
+
+
+def _scrfd_loss_factory(cfg, input_hw: tuple[int, int], device, weights: LossWeights):
+    """SCRFD's training loss (ATSS, QFL, DIoU, landmarks) on the anchors of (H, W) inputs."""
+    anchors = make_anchors(*input_hw, cfg.head.strides, cfg.head.base_sizes, cfg.head.anchor_scales, device)
+    return functools.partial(scrfd_loss, anchors=anchors, weights=weights)
+
+
+register_loss("scrfd", _scrfd_loss_factory)

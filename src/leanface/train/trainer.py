@@ -33,9 +33,9 @@ from ..data.augment import CROP_CHOICES_SCRFD, AugmentConfig
 from ..data.dataset import FaceDataset, collate, training_faces
 from ..data.readers import load_training_data
 from ..errors import LeanfaceError
-from ..io import atomic_write, save_figure
-from ..models.registry import build_model, get_config, load_state, loss_factory, read_checkpoint, save_checkpoint
-from .losses import LossWeights
+from ..files import atomic_write, save_figure
+from ..models.registry import build_model, get_config, load_state, read_checkpoint, save_checkpoint
+from .losses import LossWeights, loss_for
 
 STATE_NAME = "last.pt"
 WEIGHTS_NAME = "model.pt"
@@ -267,16 +267,16 @@ def _plot_curves(rows: list[dict], path: Path) -> None:
 
 
 def _evaluate(weights: Path, val_data: Path, out_dir: Path, threads: int | None = None) -> dict:
-    """WIDER protocol (SCRFD_FACTS 3.3/5) whatever the training size: long side 640 letterboxed, score 0.02, NMS 0.45.
+    """The WIDER protocol (`leanface.eval.WIDER_PROTOCOL`) whatever the training size.
 
     threads: CPU threads while evaluating (the other ranks wait at a barrier meanwhile).
     """
-    from ..eval import evaluate_detector
+    from ..eval import WIDER_PROTOCOL, evaluate_detector
     from ..infer import Detector
 
     before = torch.get_num_threads()
     try:
-        detector = Detector(weights=weights, size=640, letterbox=True, score_thr=0.02, nms_thr=0.45, threads=threads)
+        detector = Detector(weights=weights, threads=threads, **WIDER_PROTOCOL)
         evaluation, _ = evaluate_detector(detector, val_data, out_dir, progress=False)
     finally:
         torch.set_num_threads(before)
@@ -306,7 +306,7 @@ def available_cores() -> int:
 
 
 def resolve_procs(cfg: TrainConfig, device: torch.device) -> int:
-    """Processes `train` starts itself: cfg.procs, or for 0 one per core that divides the batch (CPU only).
+    """Processes `train` starts itself: cfg.procs, or for 0 one per core that splits the batch (CPU only).
 
     1 under torchrun (the launcher made the processes) and on GPU (use torchrun there).
     """
@@ -316,7 +316,8 @@ def resolve_procs(cfg: TrainConfig, device: torch.device) -> int:
         if cfg.batch_size % cfg.procs:
             raise LeanfaceError(f"batch_size {cfg.batch_size} does not split over {cfg.procs} processes")
         return cfg.procs
-    return max(n for n in range(1, min(available_cores(), cfg.batch_size) + 1) if cfg.batch_size % n == 0)
+    # Each rank keeps at least two images: BatchNorm cannot take statistics over one.
+    return max(n for n in range(1, min(available_cores(), cfg.batch_size // 2) + 1) if cfg.batch_size % n == 0)
 
 
 def _free_port() -> int:
@@ -371,7 +372,7 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
     """
     _check(cfg)
     model_cfg = get_config(model) if isinstance(model, str) else model
-    make_loss = loss_factory(model_cfg.family)
+    make_loss = loss_for(model_cfg.family)
     images = data if isinstance(data, list) else load_training_data(data)
     images = [im for im in images if len(training_faces(im)[0])]
     if not images:

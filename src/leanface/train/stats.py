@@ -1,4 +1,4 @@
-"""The two data statistics behind sample redistribution (SCRFD paper, Figs. 3 and 4).
+"""The two statistics behind sample redistribution (SCRFD paper, Figs. 3 and 4): `leanface stats`.
 
 1. Face-scale distribution: scale = sqrt(w * h) of a ground-truth box, in pixels after resizing
    its image so the long side is 640 (the VGA test protocol); reported as the cumulative share
@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.augment import CROP_CHOICES_BASELINE, CROP_CHOICES_SCRFD, AugmentConfig
+from ..data.dataset import FaceDataset, image_size, training_faces
+from ..data.readers import ImageFaces, load_training_data
 from ..errors import LeanfaceError
-from ..io import save_figure
-from .augment import CROP_CHOICES_BASELINE, CROP_CHOICES_SCRFD, AugmentConfig
-from .dataset import FaceDataset, image_size, training_faces
-from .readers import ImageFaces, load_training_data
+from ..eval import SETTINGS, load_ground_truth, present_images
+from ..files import save_figure
+from .assigner import atss_assign, make_anchors
 
 SCALE_THRESHOLDS = (8, 16, 32, 64, 128, 256)
 ANCHOR_SIZES = (16, 32, 64, 128, 256, 512)
@@ -65,7 +67,6 @@ def scale_distribution(name: str, boxes_xyxy: list[np.ndarray], sizes: list[tupl
 
 def val_scale_distributions(data: str | os.PathLike, long_side: int = 640) -> list[ScaleDistribution]:
     """Easy / medium / hard face scales of the WIDER val images present under `data` (a WIDER root)."""
-    from ..eval import SETTINGS, load_ground_truth, present_images
 
     gt = load_ground_truth(data)
     present = present_images(gt, data)
@@ -87,7 +88,6 @@ def count_positive_anchors(images: list[ImageFaces], crop_choices: tuple[float, 
     """Run the training geometry (crop, resize, flip) and ATSS over `epochs` epochs; count positives per anchor size."""
     from tqdm import tqdm
 
-    from ..train.assigner import atss_assign, make_anchors
 
     anchors = make_anchors(size, size)
     dataset = FaceDataset(images, AugmentConfig(size=size, crop_choices=tuple(crop_choices)), seed=seed)

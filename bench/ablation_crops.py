@@ -33,9 +33,11 @@ def run_arm(args: argparse.Namespace, crops: tuple[float, ...], seed: int, out: 
     from leanface.search import TrialSettings, proxy_result
 
     torch.set_num_threads(args.threads)
-    settings = TrialSettings(data=str(Path(args.data).resolve()), epochs=args.epochs, img_size=args.img_size,
-                             eval_size=args.eval_size, val_images=args.val_images or None, lr=args.lr,
-                             batch_size=args.batch_size, warmup_iters=args.warmup_iters, seed=seed, crop_choices=crops)
+    settings = TrialSettings(data=str(Path(args.data).resolve()), eval_size=args.eval_size,
+                             val_images=args.val_images or None).with_train(
+        epochs=args.epochs, img_size=args.img_size, lr=args.lr, batch_size=args.batch_size,
+        warmup_iters=args.warmup_iters, seed=seed, crop_choices=crops, amp=not args.fp32,
+        channels_last=not args.fp32)
     proxy_result(get_config(args.model), settings, out)
 
 
@@ -53,6 +55,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--jobs", type=int, default=2, help="arms trained at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per arm")
+    p.add_argument("--fp32", action="store_true", help="float32 NCHW training, as the reported runs used")
     p.add_argument("--out", default="runs/ablation_crops")
     p.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm ("name|seed") in this process
     args = p.parse_args()

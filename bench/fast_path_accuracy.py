@@ -43,13 +43,13 @@ def main() -> int:
     base = dataclasses.replace(TrialSettings.from_dict(trial), data=os.path.abspath(args.data))
     cfg = get_config(args.model)
     out = Path(args.out or Path("runs/fast_path_accuracy") / cfg.name)
-    print(f"proxy: {base.epochs} epochs at {base.img_size} px, batch {base.batch_size}, lr {base.lr}; "
+    print(f"proxy: {base.epochs} epochs at {base.train.img_size} px, batch {base.train.batch_size}, lr {base.train.lr}; "
           f"WIDER protocol at {base.eval_size} on the val images present (a subset: APs are subset APs)")
     print(f"{'path':>5s} {'seed':>4s} {'easy':>7s} {'medium':>7s} {'hard':>7s} {'train min':>9s}")
     results: dict[str, list[dict]] = {}
     for path in args.paths:
         for seed in args.seeds:
-            settings = dataclasses.replace(base, seed=seed, **PATHS[path])
+            settings = base.with_train(seed=seed, **PATHS[path])
             r = proxy_result(cfg, settings, out / path / f"seed{seed}")
             results.setdefault(path, []).append(r)
             print(f"{path:>5s} {seed:4d} {100 * r['easy']:7.2f} {100 * r['medium']:7.2f} {100 * r['hard']:7.2f} "

@@ -9,7 +9,6 @@ OUT: RUN/seeds/<model name>); a seed whose result exists is not trained again.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ def main() -> int:
     out = Path(args.out or Path(args.run_dir) / "seeds" / cfg.name)
     print(f"{'model':>20s} {'seed':>4s} {'easy':>7s} {'medium':>7s} {'hard':>7s} {'min':>5s}")
     for seed in args.seeds:
-        r = proxy_result(cfg, dataclasses.replace(settings.trial, seed=seed), out / f"seed{seed}")
+        r = proxy_result(cfg, settings.trial.with_train(seed=seed), out / f"seed{seed}")
         print(f"{cfg.name:>20s} {seed:4d} {100 * r['easy']:7.2f} {100 * r['medium']:7.2f} {100 * r['hard']:7.2f} "
               f"{r['seconds'] / 60:5.1f}")
     return 0

@@ -260,50 +260,115 @@ def _ints_arg(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _value_parser(kind):
+    """argparse `type` for a config field's type: int, float, str, bool, tuple[T, ...], each optionally None."""
+    import types
+    import typing
+
+    args = [k for k in typing.get_args(kind) if k is not type(None)]
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return _value_parser(args[0])
+    if typing.get_origin(kind) is tuple:
+        return _ints_arg if args[0] is int else _floats_arg
+    if kind is bool:
+        return _bool_arg
+    return kind
+
+
+def _bool_arg(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_config_flags(p: argparse.ArgumentParser, defaults, skip: tuple[str, ...] = ()) -> list[str]:
+    """One flag per field of a frozen config (e.g. TrainConfig), named and documented by the field itself:
+    `--img-size`, and `--no-amp` for a field that defaults to True. Nested configs are set with --set.
+    Returns the field names given flags (read back with `_config_from_flags`)."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(type(defaults))
+    names = []
+    for f in dataclasses.fields(defaults):
+        value = getattr(defaults, f.name)
+        if f.name in skip or dataclasses.is_dataclass(value):
+            continue
+        flag, help_ = f.name.replace("_", "-"), f.metadata.get("help", "")
+        if isinstance(value, bool):
+            p.add_argument(f"--{'no-' if value else ''}{flag}", dest=f.name, default=value,
+                           action="store_false" if value else "store_true",
+                           help=f"{help_} [on by default; this flag turns it off]" if value else help_)
+        else:
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+            p.add_argument(f"--{flag}", dest=f.name, type=_value_parser(hints[f.name]), default=value,
+                           metavar=f.metadata.get("metavar"),
+                           help=help_ if value is None else f"{help_} (default {shown})")
+        names.append(f.name)
+    return names
+
+
+def _add_set_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help=f"set any {what} field, nested ones by a dotted path (e.g. loss.box=1.5); repeatable")
+
+
+def _config_from_flags(defaults, args, names: list[str]):
+    """The config the flags describe: `defaults` with each flag's value, then the --set overrides."""
+    import dataclasses
+
+    cfg = dataclasses.replace(defaults, **{n: getattr(args, n) for n in names})
+    for item in args.overrides:
+        cfg = _override(cfg, item)
+    return cfg
+
+
+def _override(cfg, item: str):
+    """cfg with `key.sub=value` applied, the value parsed as the field's type."""
+    import dataclasses
+    import typing
+
+    key, sep, text = item.partition("=")
+    if not sep:
+        raise LeanfaceError(f"--set {item}: expected KEY=VALUE")
+    head, _, rest = key.strip().partition(".")
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    if head not in fields:
+        raise LeanfaceError(f"--set {item}: {type(cfg).__name__} has no field {head!r} "
+                            f"(fields: {', '.join(sorted(fields))})")
+    value = getattr(cfg, head)
+    if dataclasses.is_dataclass(value):
+        if not rest:
+            raise LeanfaceError(f"--set {item}: {head} is a group; set one of its fields, e.g. {head}.<field>=...")
+        return dataclasses.replace(cfg, **{head: _override(value, f"{rest}={text}")})
+    if rest:
+        raise LeanfaceError(f"--set {item}: {head} has no fields")
+    kind = typing.get_type_hints(type(cfg))[head]
+    if text.strip().lower() == "none" and type(None) in typing.get_args(kind):
+        return dataclasses.replace(cfg, **{head: None})
+    try:
+        parsed = _value_parser(kind)(text.strip())
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise LeanfaceError(f"--set {item}: {exc}") from None
+    return dataclasses.replace(cfg, **{head: parsed})
+
+
 def _add_train(sub):
     from .train import TrainConfig
 
-    d = TrainConfig()
-    p = sub.add_parser("train", help="train a detector (SCRFD recipe and sample redistribution; each family's own "
-                                      "loss: ATSS/QFL/DIoU for SCRFD, S3FD matching for EResFD/EXTD)")
-    p.add_argument("--model", required=True, help="zoo name, or a JSON model config file (SCRFDConfig.to_json)")
+    p = sub.add_parser("train", help="train a model of any family with a training loss (SCRFD recipe, sample "
+                                      "redistribution; ATSS/QFL/DIoU for SCRFD, S3FD matching for EResFD/EXTD)")
+    p.add_argument("--model", required=True, help="zoo name, or a JSON model config file (cfg.to_json())")
     p.add_argument("--data", required=True, help="WIDER-layout root (labelv2 landmarks when present) or an "
                                                  "annotation file (*_bbx_gt.txt, label*.txt, .jsonl)")
     p.add_argument("--weights", help="leanface weights of the same model to fine-tune (e.g. official ones "
                                      "imported with `leanface convert`); default: random initialisation")
     p.add_argument("--val-data", help="WIDER root for periodic evaluation (default: --data if it has WIDER_val)")
-    p.add_argument("--out-dir", default=d.out_dir, help=f"run folder (default {d.out_dir})")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt exactly")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs} (official)")
-    p.add_argument("--lr-steps", type=_ints_arg, help="epochs where lr drops x0.1, e.g. 440,544 "
-                                                      "(default: the official 440/640, 544/640 of --epochs)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per optimiser step, split over the processes (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"default {d.lr}")
-    p.add_argument("--warmup-iters", type=int, default=d.warmup_iters, help=f"default {d.warmup_iters}")
-    p.add_argument("--img-size", type=int, default=d.img_size, help=f"training input side (default {d.img_size})")
-    p.add_argument("--crop-choices", type=_floats_arg, default=d.crop_choices,
-                   help="crop side / short side choices (default 0.3,...,2.0; the paper's baseline: "
-                        "0.3,0.45,0.6,0.8,1.0)")
-    p.add_argument("--no-clip-border", dest="clip_border", action="store_false",
-                   help="do not clip boxes to the crop (the 2.5g/10g configs)")
-    p.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="whole images letterboxed, no flip/colour (for overfitting checks)")
-    p.add_argument("--freeze-bn-after", type=int, metavar="EPOCHS",
-                   help="from this epoch on BatchNorm keeps its running statistics (0: fine-tuning on small "
-                        "batches, and EXTD; default never)")
-    p.add_argument("--workers", type=int, default=d.workers, help=f"data loading processes (default {d.workers})")
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N (default auto)")
-    p.add_argument("--no-amp", dest="amp", action="store_false",
-                   help="float32 throughout (default: bf16 autocast on CPUs with bf16 instructions, AMP on GPU)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                   help="NCHW tensors (default: channels_last, oneDNN's native layout)")
-    p.add_argument("--procs", type=int, default=d.procs,
-                   help="CPU training processes, each a single-thread DDP rank (default 0: one per core)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--eval-interval", type=int, default=d.eval_interval,
-                   help="evaluate on WIDER val every N epochs (default 0: never)")
-    p.add_argument("--ckpt-interval", type=int, default=d.ckpt_interval,
-                   help=f"write the resumable state every N epochs (default {d.ckpt_interval})")
+    p.set_defaults(_train_flags=_add_config_flags(p, TrainConfig()))
+    _add_set_flag(p, "TrainConfig")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -314,12 +379,7 @@ def _cmd_train(args) -> int:
 
     from .train import TrainConfig, train
 
-    cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=args.warmup_iters,
-        lr_steps=args.lr_steps, img_size=args.img_size, crop_choices=args.crop_choices,
-        clip_border=args.clip_border, augment=args.augment, freeze_bn_after=args.freeze_bn_after,
-        workers=args.workers, device=args.device, amp=args.amp, channels_last=args.channels_last, procs=args.procs, out_dir=args.out_dir, seed=args.seed,
-        eval_interval=args.eval_interval, ckpt_interval=args.ckpt_interval)
+    cfg = _config_from_flags(TrainConfig(), args, args._train_flags)
     result = train(cfg, args.model, args.data, weights=args.weights, val_data=args.val_data,
                    resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
@@ -369,6 +429,7 @@ def _cmd_stats(args) -> int:
 
 # --- search -----------------------------------------------------------------------------------
 def _add_search(sub):
+    from . import search
     from .search import SearchSettings, TrialSettings
 
     s, t = SearchSettings(step=1, gflops=0.5, num_samples=16, trial=TrialSettings(data="")), TrialSettings(data="")
@@ -390,21 +451,16 @@ def _add_search(sub):
     r.add_argument("--seed", type=int, default=s.seed, help="seed of the candidate sampler and of every trial's training")
     r.add_argument("--use-kps", action="store_true", help="heads with 5-point landmarks")
     r.add_argument("--data", help="WIDER-layout root: trains on WIDER_train, evaluates on WIDER_val")
-    r.add_argument("--epochs", type=int, default=t.epochs, help=f"proxy training epochs (default {t.epochs})")
-    r.add_argument("--img-size", type=int, default=t.img_size, help=f"training input side (default {t.img_size})")
     r.add_argument("--eval-size", type=int, default=t.eval_size, help=f"evaluation long side (default {t.eval_size})")
     r.add_argument("--train-images", type=int, help="train on this many images (default all)")
     r.add_argument("--val-images", type=int, default=t.val_images,
                    help=f"evaluate on this many val images (default {t.val_images}; 0: all)")
-    r.add_argument("--batch-size", type=int, default=t.batch_size, help=f"default {t.batch_size}")
-    r.add_argument("--lr", type=float, default=t.lr, help=f"default {t.lr}")
-    r.add_argument("--warmup-iters", type=int, default=t.warmup_iters, help=f"default {t.warmup_iters}")
     r.add_argument("--report-every", type=int, default=t.report_every,
                    help="evaluate every N epochs (needed by --asha; default 0: only at the end)")
-    r.add_argument("--workers", type=int, default=t.workers,
-                   help=f"data loading processes per trial (default {t.workers})")
-    r.add_argument("--crop-choices", type=_floats_arg, default=t.crop_choices,
-                   help="proxy training's crop scales (default 0.3,...,2.0)")
+    # The proxy training: every TrainConfig field, with the trial's defaults (--seed above seeds it too).
+    group = r.add_argument_group("proxy training (TrainConfig fields; defaults: the trial's)")
+    r.set_defaults(_train_flags=_add_config_flags(group, t.train, skip=("seed",) + search.TRIAL_OWNED))
+    _add_set_flag(r, "TrainConfig (proxy training)")
     r.add_argument("--cpus-per-trial", type=float, default=s.cpus_per_trial, help=f"default {s.cpus_per_trial}")
     r.add_argument("--gpus-per-trial", type=float, default=s.gpus_per_trial, help=f"default {s.gpus_per_trial}")
     r.add_argument("--max-concurrent", type=int, default=s.max_concurrent,
@@ -425,6 +481,7 @@ def _add_search(sub):
 
 
 def _cmd_search(args) -> int:
+    import dataclasses
     from pathlib import Path
 
     from . import search
@@ -440,11 +497,11 @@ def _cmd_search(args) -> int:
         if args.step == 2 and args.template is None:
             raise LeanfaceError("step 2 needs --template (a step-1 run folder, a JSON config or a zoo name)")
         template = search.resolve_template(args.template) if args.step == 2 else None
+        base = search.TrialSettings(data="")
         trial = search.TrialSettings(
-            data=str(Path(args.data).resolve()), epochs=args.epochs, img_size=args.img_size, eval_size=args.eval_size,
-            train_images=args.train_images, val_images=args.val_images or None, batch_size=args.batch_size, lr=args.lr,
-            warmup_iters=args.warmup_iters, report_every=args.report_every, workers=args.workers, seed=args.seed,
-            crop_choices=args.crop_choices)
+            data=str(Path(args.data).resolve()), eval_size=args.eval_size, train_images=args.train_images,
+            val_images=args.val_images or None, report_every=args.report_every,
+            train=dataclasses.replace(_config_from_flags(base.train, args, args._train_flags), seed=args.seed))
         settings = search.SearchSettings(
             step=args.step, gflops=args.gflops, num_samples=args.num_samples, trial=trial, seed=args.seed,
             eps=args.eps, use_kps=args.use_kps, cpus_per_trial=args.cpus_per_trial,

@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written output or checkpoint."""
+"""Atomic file writes (outputs, checkpoints, figures): a crash or Ctrl-C never leaves a half-written file."""
 from __future__ import annotations
 
 import contextlib
@@ -28,15 +28,15 @@ def atomic_write(path: str | os.PathLike, binary: bool = False):
         raise
 
 
-def save_figure(fig, path: str | os.PathLike) -> str | os.PathLike:
-    """Save a matplotlib figure as PNG atomically and close it."""
+def save_figure(fig, path: str | os.PathLike, dpi: float = 110) -> str | os.PathLike:
+    """Save a matplotlib figure (pyplot's or a bare Figure) as PNG atomically and close it."""
     import io
 
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     with atomic_write(path, binary=True) as f:
         f.write(buf.getvalue())

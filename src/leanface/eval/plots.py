@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..files import atomic_write
+from ..files import save_figure
 from .widerface import SETTINGS, WiderResult
 
 
@@ -26,6 +26,4 @@ def plot_pr_curves(result: WiderResult, path: str | os.PathLike, title: str = ""
     ax.legend(loc="lower left")
     subtitle = f"WIDER FACE val: {result.images} images, {result.events} events"
     ax.set_title(f"{title}\n{subtitle}" if title else subtitle, fontsize=10)
-    fig.tight_layout()
-    with atomic_write(path, binary=True) as f:
-        fig.savefig(f, format="png")
+    save_figure(fig, path, dpi=120)

@@ -3,7 +3,7 @@ from ..boxes import nms
 from .detector import DEFAULT_WEIGHTS, Detector, onnx_session
 from .image import list_images, read_image, sample_image, video_frames
 from .postprocess import postprocess
-from .results import Faces
+from .results import Face, Faces
 
-__all__ = ["DEFAULT_WEIGHTS", "Detector", "Faces", "list_images", "nms", "onnx_session", "postprocess", "read_image",
+__all__ = ["DEFAULT_WEIGHTS", "Detector", "Face", "Faces", "list_images", "nms", "onnx_session", "postprocess", "read_image",
            "sample_image", "video_frames"]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import LeanfaceError
-from ..models import config_from_dict, create_model, get_config, get_family, read_checkpoint
+from ..models import config_from_dict, create_model, get_config, get_family
 from ..models.registry import ONNX_CONFIG_KEY
 from .image import as_rgb, read_image
 from .postprocess import postprocess
@@ -111,12 +111,8 @@ class Detector:
         else:
             if threads:
                 torch.set_num_threads(threads)
-            if model is None:
-                self.config = read_checkpoint(weights)[0]
-                net = create_model(self.config, weights)
-            else:
-                net = create_model(model, weights)
-                self.config = net.cfg
+            net = create_model(model, weights)
+            self.config = net.cfg
             self.backend = TorchBackend(net)
         if letterbox and size is None:
             raise LeanfaceError("letterbox needs a fixed size")

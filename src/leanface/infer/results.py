@@ -8,6 +8,15 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class Face:
+    """One detection: box (4,) x1y1x2y2 and landmarks (5, 2) or None in original-image pixels."""
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray | None
+
+
+@dataclass(frozen=True)
 class Faces:
     """Faces found in one image.
 
@@ -25,6 +34,18 @@ class Faces:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def __getitem__(self, index):
+        """faces[i] -> Face; faces[1:3], faces[mask], faces[[0, 2]] -> Faces of the same image."""
+        if isinstance(index, (int, np.integer)):
+            return Face(self.boxes[index], float(self.scores[index]),
+                        None if self.landmarks is None else self.landmarks[index])
+        index = np.arange(len(self))[index]
+        return Faces(self.boxes[index], self.scores[index], None if self.landmarks is None else self.landmarks[index],
+                     self.width, self.height, self.source)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
 
     def to_dict(self) -> dict:
         """The `leanface detect --json-out` record for this image."""

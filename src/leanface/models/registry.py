@@ -143,17 +143,18 @@ def create_model(model, weights: str | os.PathLike | None = None, **overrides) -
     `overrides` replace top-level config fields (e.g. head=...). With `model=None` the config
     is read from the weights file itself.
     """
+    state = None
     if model is None:
         if weights is None:
             raise LeanfaceError("create_model needs a model name, a config, or a weights file")
-        cfg = read_checkpoint(weights)[0]
+        cfg, state = read_checkpoint(weights)
     else:
         cfg = get_config(model) if isinstance(model, str) else model
     if overrides:
         cfg = cfg.replace(**overrides)
     net = build_model(cfg)
     if weights is not None:
-        load_state(net, read_checkpoint(weights)[1], source=str(weights))
+        load_state(net, read_checkpoint(weights)[1] if state is None else state, source=str(weights))
     net.eval()
     return net
 

@@ -6,10 +6,10 @@ from .driver import (SearchSettings, TrialRecord, collect_trials, load_search, p
                      run_search)
 from .sampler import Candidate, SampleReport, sample_candidates
 from .space import BackboneSpace, FixedNeckHead, WholeSpace, check_config, gn_groups, make_config
-from .trial import TrialSettings, proxy_result, proxy_trial
+from .trial import PROXY_TRAIN, TRIAL_OWNED, TrialSettings, proxy_result, proxy_trial
 
 __all__ = [
-    "BackboneSpace", "BootstrapResult", "COMPONENTS", "Candidate", "ComponentFlops", "FixedNeckHead", "SampleReport",
+    "BackboneSpace", "BootstrapResult", "PROXY_TRAIN", "TRIAL_OWNED", "COMPONENTS", "Candidate", "ComponentFlops", "FixedNeckHead", "SampleReport",
     "SearchAnalysis", "SearchSettings", "TrialRecord", "TrialSettings", "WholeSpace", "analytic_flops", "analyze_run",
     "bootstrap_best", "check_config", "collect_trials", "gn_groups", "load_search", "make_config", "measured_flops",
     "prepare_search", "proxy_result", "proxy_trial", "resolve_template", "run_search", "sample_candidates",

@@ -261,9 +261,9 @@ def prepare_search(run_dir: str | os.PathLike, settings: SearchSettings, templat
     if (run / SETTINGS_NAME).exists():
         raise LeanfaceError(f"{run / SETTINGS_NAME}: a search already exists here; continue it with "
                             f"--resume (resume=True) or pick a new folder")
-    if settings.trial.epochs < 1 or settings.trial.img_size <= 0 or settings.trial.img_size % 32:
+    if settings.trial.epochs < 1 or settings.trial.train.img_size <= 0 or settings.trial.train.img_size % 32:
         raise LeanfaceError(f"trials need epochs >= 1 and img_size a multiple of 32 (got {settings.trial.epochs}, "
-                            f"{settings.trial.img_size})")
+                            f"{settings.trial.train.img_size})")
     if settings.trial.report_every and settings.trial.report_every > settings.trial.epochs:
         raise LeanfaceError(f"report_every ({settings.trial.report_every}) exceeds epochs ({settings.trial.epochs})")
     if settings.asha and len(settings.trial.rungs()) < 2:

@@ -1,6 +1,6 @@
 """One search trial: a short proxy training of a candidate, then the WIDER protocol on a val subset.
 
-    for metrics in proxy_trial(cfg, TrialSettings(data="/data/widerface", epochs=8), out_dir):
+    for metrics in proxy_trial(cfg, TrialSettings(data="/data/widerface"), out_dir):
         metrics["hard"]  # hard-set AP after metrics["epoch"] epochs (the search objective)
 
 The trial yields one metrics dict per evaluation (every `report_every` epochs, and at the end), so
@@ -17,45 +17,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..data.augment import CROP_CHOICES_SCRFD
 from ..errors import LeanfaceError
 from ..files import atomic_write
 from ..models.config import SCRFDConfig
+from ..train import TrainConfig
+
+
+# The proxy training of a trial: short, small crops, one single-thread process (Ray runs one trial per CPU).
+PROXY_TRAIN = TrainConfig(epochs=8, img_size=320, warmup_iters=200, workers=0, procs=1)
+# Fields of the TrainConfig that a trial sets itself.
+TRIAL_OWNED = ("out_dir", "ckpt_interval", "eval_interval")
 
 
 @dataclass(frozen=True)
 class TrialSettings:
     """data: WIDER-layout root (absolute; on a cluster, the same path on every node): trains on
-    WIDER_train, evaluates on WIDER_val. epochs: proxy training length. img_size: training crop side
-    (multiple of 32). eval_size: evaluation long side (the protocol's 640; letterboxed, score 0.02,
-    NMS 0.45). train_images / val_images: use only this many images, evenly spaced over the
-    sorted lists (None: all). batch_size, lr, warmup_iters: SGD recipe (lr steps at 440/640 and
-    544/640 of `epochs`). report_every: evaluate every n epochs (0: only at the end). workers:
-    DataLoader processes per trial. seed: training seed, the same for every candidate.
-    crop_choices: sample-redistribution crop scales (CROP_CHOICES_BASELINE for the paper's [0.3, 1.0]).
-    pre_nms_topk: evaluation NMSes only the k best candidates per image (a weak proxy model has
-    tens of thousands above the protocol's 0.02 score threshold, which makes NMS the bottleneck).
-    procs, amp, channels_last: the training path (see TrainConfig); a trial is one process by default
-    because Ray already runs one trial per CPU.
+    WIDER_train, evaluates on WIDER_val. train: the proxy training (lr steps at 440/640 and 544/640
+    of its epochs unless lr_steps is set; the same seed for every candidate). eval_size: evaluation
+    long side (`leanface.eval.WIDER_PROTOCOL` otherwise). train_images / val_images: use only this
+    many images, evenly spaced over the sorted lists (None: all). report_every: evaluate every n
+    epochs (0: only at the end). pre_nms_topk: evaluation NMSes only the k best candidates per image
+    (a weak proxy model has tens of thousands above the protocol's 0.02 score threshold, which makes
+    NMS the bottleneck).
     """
 
     data: str
-    epochs: int = 8
-    img_size: int = 320
+    train: TrainConfig = PROXY_TRAIN
     eval_size: int = 640
     train_images: int | None = None
     val_images: int | None = 100
-    batch_size: int = 8
-    lr: float = 0.01
-    warmup_iters: int = 200
     report_every: int = 0
-    workers: int = 0
-    seed: int = 0
-    crop_choices: tuple[float, ...] = CROP_CHOICES_SCRFD
     pre_nms_topk: int | None = 2000
-    procs: int = 1
-    amp: bool = True
-    channels_last: bool = True
+
+    @property
+    def epochs(self) -> int:
+        return self.train.epochs
+
+    def with_train(self, **changes) -> "TrialSettings":
+        """These settings with some proxy-training fields changed (e.g. seed=1)."""
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
 
     def rungs(self) -> list[int]:
         """Epochs after which the trial evaluates and reports."""
@@ -68,11 +68,17 @@ class TrialSettings:
     @classmethod
     def from_dict(cls, d: dict) -> "TrialSettings":
         d = dict(d)
-        if d.get("crop_choices") is None:  # records written before the field existed (null: the default)
-            d.pop("crop_choices", None)
-        else:
-            d["crop_choices"] = tuple(d["crop_choices"])
-        return cls(**d)
+        if "train" in d:
+            d["train"] = TrainConfig.from_dict(d["train"])
+            return cls(**d)
+        # Records written before trials held a TrainConfig: its fields were flat, and the training
+        # path was float32 NCHW (the fast path did not exist yet).
+        flat = {k: d.pop(k) for k in [f.name for f in dataclasses.fields(TrainConfig)] if k in d}
+        flat.setdefault("amp", False)
+        flat.setdefault("channels_last", False)
+        if flat.get("crop_choices") is None:
+            flat.pop("crop_choices", None)
+        return cls(**d, train=TrainConfig.from_dict({**dataclasses.asdict(PROXY_TRAIN), **flat}))
 
 
 def _spread(items: list, n: int | None) -> list:
@@ -94,21 +100,18 @@ def proxy_trial(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.Pat
     from ..data.readers import load_training_data
     from ..eval import WIDER_PROTOCOL, evaluate_detector, load_ground_truth, present_images
     from ..infer import Detector
-    from ..train import TrainConfig, train
+    from ..train import train
 
     out_dir = Path(out_dir)
     images = _spread(load_training_data(settings.data), settings.train_images)
     gt = load_ground_truth(settings.data)
     keys = [key for key, _ in _spread(present_images(gt, settings.data), settings.val_images)]
     gt = gt.subset(keys)
-    steps = TrainConfig(epochs=settings.epochs).resolved_steps()
+    steps = settings.train.resolved_steps()
     for i, epochs in enumerate(settings.rungs()):
         # Each rung continues the same run (same schedule, fixed lr steps) from its last.pt.
-        tcfg = TrainConfig(epochs=epochs, lr_steps=steps, batch_size=settings.batch_size, lr=settings.lr,
-                           warmup_iters=settings.warmup_iters, img_size=settings.img_size, workers=settings.workers,
-                           seed=settings.seed, out_dir=str(out_dir / "train"), ckpt_interval=settings.epochs,
-                           crop_choices=tuple(settings.crop_choices), procs=settings.procs, amp=settings.amp,
-                           channels_last=settings.channels_last)
+        tcfg = dataclasses.replace(settings.train, epochs=epochs, lr_steps=steps, out_dir=str(out_dir / "train"),
+                                   ckpt_interval=settings.epochs, eval_interval=0)
         result = train(tcfg, cfg, images, resume=i > 0, progress=False)
         detector = Detector(weights=result.weights, **{**WIDER_PROTOCOL, "size": settings.eval_size},
                             pre_nms_topk=settings.pre_nms_topk)

@@ -2,11 +2,12 @@
 from ..boxes import box_iou
 from . import ssd_loss  # noqa: F401  (registers the SSD families' loss)
 from .assigner import Anchors, atss_assign, make_anchors
+from .detection import DetectionTask
+from .loop import TrainConfig, TrainResult, WarmupStepSchedule, available_cores, cpu_has_bf16, register_task, train
 from .losses import LossWeights, diou_loss, loss_for, quality_focal_loss, register_loss, scrfd_loss, smooth_l1
-from .trainer import TrainConfig, TrainResult, WarmupStepSchedule, available_cores, cpu_has_bf16, train
 
 __all__ = [
-    "Anchors", "LossWeights", "TrainConfig", "TrainResult", "WarmupStepSchedule", "atss_assign", "available_cores",
-    "box_iou", "cpu_has_bf16", "diou_loss", "loss_for", "make_anchors", "quality_focal_loss", "register_loss",
+    "Anchors", "DetectionTask", "LossWeights", "TrainConfig", "TrainResult", "WarmupStepSchedule", "atss_assign", "available_cores",
+    "box_iou", "cpu_has_bf16", "diou_loss", "loss_for", "make_anchors", "quality_focal_loss", "register_loss", "register_task",
     "scrfd_loss", "smooth_l1", "train",
 ]

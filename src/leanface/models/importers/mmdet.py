@@ -5,7 +5,7 @@ import torch
 
 from ...errors import LeanfaceError
 from ..registry import build_model, get_config, list_models
-from . import register_importer
+from .base import register_importer
 
 # Buffers of the official head that inference never uses (DFL integral, disabled in every config).
 _UNUSED = ("bbox_head.integral.project",)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import LeanfaceError
-from . import register_importer
+from .base import register_importer
 from .match import FileConv, GroupNormParams, match_zoo
 
 MAGIC = 7767517

@@ -6,7 +6,7 @@ match convs by execution order and shape, not by name (see `match`).
 from __future__ import annotations
 
 from ...errors import LeanfaceError
-from . import register_importer
+from .base import register_importer
 from .match import BatchNormParams, FileConv, match_zoo
 
 

@@ -15,7 +15,7 @@ import torch
 
 from ...errors import LeanfaceError
 from ..registry import build_model, get_config, list_models
-from . import register_importer
+from .base import register_importer
 
 _ERESFD_PARTS = ("base", "loc", "conf", "act_loc", "act_conf")
 _ERESFD_PART_RE = re.compile(r"^(?P<prefix>.+)\.(?P<part>" + "|".join(_ERESFD_PARTS) + r")\.pth$")

@@ -1,4 +1,5 @@
-"""Every zoo model builds, runs forward/backward, and has the paper's size and compute."""
+"""The SCRFD zoo has the paper's size and compute and the official output layout (the contract every
+registered model keeps is tests/models/test_registry_contract.py)."""
 import pytest
 import torch
 
@@ -32,27 +33,16 @@ def test_flops_counts_conv_by_hand():
 
 
 @pytest.mark.parametrize("name", SCRFD)
-def test_forward_backward_shapes(name):
+def test_head_output_shapes(name):
     cfg = get_config(name)
-    net = create_model(name).train()
-    x = torch.randn(2, 3, 96, 128)
-    levels = net(x)
+    levels = create_model(name)(torch.randn(2, 3, 96, 128))
     assert len(levels) == 3
-    loss = 0
     for (cls, reg, kps), s in zip(levels, cfg.head.strides):
         assert cls.shape == (2, 2, 96 // s, 128 // s)
         assert reg.shape == (2, 8, 96 // s, 128 // s)
         assert (kps is None) == (not cfg.head.use_kps)
-        loss = loss + cls.sum() + reg.sum() + (0 if kps is None else kps.sum())
-    loss.backward()
-    assert all(p.grad is not None for p in net.parameters())
 
 
-def test_config_roundtrip_and_output_names():
-    from leanface.models import config_from_dict
-
-    for name in SCRFD:
-        cfg = get_config(name)
-        assert config_from_dict(cfg.to_dict()) == cfg
+def test_output_names():
     assert create_model("scrfd_500m_kps").output_names == [
         "score_8", "score_16", "score_32", "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16", "kps_32"]

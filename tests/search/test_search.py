@@ -14,7 +14,7 @@ from leanface.search import (COMPONENTS, FixedNeckHead, SearchSettings, TrialSet
                              prepare_search, proxy_trial, resolve_template, sample_candidates)
 from leanface.search.budget import stage_ratios
 
-from .conftest import WIDER, need
+from ..conftest import WIDER, need
 
 
 def test_stem_flops_by_hand():
@@ -141,7 +141,7 @@ def test_analysis_of_a_synthetic_run(tmp_path):
     data = tmp_path / "wider"
     (data / "WIDER_val").mkdir(parents=True)
     run = tmp_path / "run"
-    settings = SearchSettings(step=1, gflops=0.5, num_samples=10, trial=TrialSettings(data=str(data), epochs=4),
+    settings = SearchSettings(step=1, gflops=0.5, num_samples=10, trial=TrialSettings(data=str(data)).with_train(epochs=4),
                               references=("scrfd_500m",))
     report = prepare_search(run, settings)
     with pytest.raises(LeanfaceError, match="already exists"):
@@ -218,8 +218,8 @@ def test_real_trial_end_to_end(tmp_path):
     """A sampled model trains (1 epoch, 2 images, 128 px) and is scored by the WIDER protocol on 2 val images."""
     data = need(WIDER)
     cfg = sample_candidates(1, 0.3, 1, seed=0).candidates[0].config
-    settings = TrialSettings(data=str(data), epochs=1, img_size=128, eval_size=160, train_images=2, val_images=2,
-                             batch_size=2, warmup_iters=5, crop_choices=(0.5, 1.0))
+    settings = TrialSettings(data=str(data), eval_size=160, train_images=2, val_images=2).with_train(
+        epochs=1, img_size=128, batch_size=2, warmup_iters=5, crop_choices=(0.5, 1.0))
     assert TrialSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     reports = list(proxy_trial(cfg, settings, tmp_path))
     assert len(reports) == 1 and reports[0]["epoch"] == 1

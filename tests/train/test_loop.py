@@ -16,7 +16,7 @@ from leanface.infer import Detector
 from leanface.models import create_model, get_config
 from leanface.train import TrainConfig, box_iou, train
 
-from .conftest import WIDER, easy_images
+from ..conftest import WIDER, easy_images
 
 
 def test_tiny_model_overfits_real_images(wider_train, tmp_path):
@@ -77,11 +77,11 @@ def test_resume_equals_uninterrupted_run(wider_train, tmp_path, model, procs):
 
 
 def test_default_cpu_path_is_the_fast_one(monkeypatch):
-    from leanface.train.trainer import autocast_dtype, cpu_has_bf16, resolve_procs
+    from leanface.train.loop import autocast_dtype, cpu_has_bf16, resolve_procs
 
     cpu = torch.device("cpu")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr("leanface.train.trainer.available_cores", lambda: 2)
+    monkeypatch.setattr("leanface.train.loop.available_cores", lambda: 2)
     assert resolve_procs(TrainConfig(batch_size=8), cpu) == 2  # one single-thread rank per core
     assert resolve_procs(TrainConfig(batch_size=7), cpu) == 1  # the batch must split evenly
     assert resolve_procs(TrainConfig(batch_size=8, procs=4), cpu) == 4

@@ -8,7 +8,7 @@ from PIL import Image
 
 from leanface.cli import main
 from leanface.errors import LeanfaceError
-from leanface.infer import nms, read_image
+from leanface.infer import Faces, nms, read_image
 from leanface.models.scrfd import DistanceDecoder
 from leanface.infer.preprocess import place
 
@@ -156,3 +156,16 @@ def test_pre_nms_topk_equals_raising_the_score_threshold():
     np.testing.assert_array_equal(detector(pre_nms_topk=10_000)(img).boxes, everything.boxes)
     with pytest.raises(LeanfaceError, match="pre_nms_topk must be at least 1"):
         detector(pre_nms_topk=0)
+
+
+def test_faces_index_like_a_sequence():
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 20, 20], [1, 2, 3, 4]], np.float32)
+    kps = np.arange(30, dtype=np.float32).reshape(3, 5, 2)
+    faces = Faces(boxes, np.array([0.9, 0.8, 0.7], np.float32), kps, 100, 80, "a.jpg")
+    first = faces[0]
+    assert first.score == pytest.approx(0.9) and first.box.tolist() == [0, 0, 10, 10]
+    assert first.landmarks.tolist() == kps[0].tolist()
+    assert [f.score for f in faces] == pytest.approx([0.9, 0.8, 0.7])
+    kept = faces[faces.scores > 0.75]
+    assert isinstance(kept, Faces) and len(kept) == 2 and kept.source == "a.jpg" and kept.width == 100
+    assert faces[[2]].boxes.tolist() == [[1, 2, 3, 4]] and faces[1:].landmarks.shape == (2, 5, 2)

@@ -37,7 +37,7 @@ DRIVER = textwrap.dedent('''
         for epoch in range(1, settings.epochs + 1):
             yield {"epoch": epoch, "hard": epoch / 10 + score, "easy": 0.5, "medium": 0.4, "loss": 1.0}
 
-    trial_settings = TrialSettings(data=sys.argv[4], epochs=2, report_every=1 if mode == "asha" else 0)
+    trial_settings = TrialSettings(data=sys.argv[4], report_every=1 if mode == "asha" else 0).with_train(epochs=2)
     settings = SearchSettings(step=1, gflops=0.5, num_samples=2, trial=trial_settings,
                               asha=mode == "asha", max_concurrent=1 if mode == "asha" else 0)
     run_search(run, None if mode == "resume" else settings, resume=mode == "resume", trial_fn=trial)

@@ -15,7 +15,7 @@ from leanface.train.stats import count_positive_anchors, scale_distribution
 from leanface.errors import LeanfaceError
 from leanface.train import atss_assign, make_anchors
 
-from .conftest import WIDER, need
+from ..conftest import WIDER, need
 
 
 def needs_wider():

@@ -12,7 +12,7 @@ from leanface.models.importers import import_weights
 from leanface.models.importers.match import GroupNormParams
 from leanface.models.importers.ncnn import TAG_FP16, TAG_FP32, read_graph
 
-from .conftest import SHARED, need
+from ..conftest import SHARED, need
 
 NCNN_DIR = SHARED / "models" / "scrfd_ncnn"
 FILES = {

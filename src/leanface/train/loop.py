@@ -1,4 +1,9 @@
-"""Training loop: SGD with linear warm-up and step decay, mixed precision, data-parallel ranks, exact resume.
+"""The training loop of every task: SGD with linear warm-up and step decay, mixed precision,
+data-parallel ranks, exact resume, metrics, curves and checkpoints.
+
+What differs between tasks (dataset, collate, loss, periodic evaluation) is a task adapter chosen by
+the model family's task (`register_task`; detection: leanface.train.detection.DetectionTask), so a
+new task plugs in without touching this loop.
 
 On a CPU the default is the fast path measured in bench/bench_train.py: one single-thread
 DistributedDataParallel rank per core (gloo), channels_last tensors and bfloat16 autocast where
@@ -21,7 +26,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +34,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ..data.augment import CROP_CHOICES_SCRFD, AugmentConfig
-from ..data.dataset import FaceDataset, collate, training_faces
-from ..data.readers import load_training_data
+from ..data.augment import CROP_CHOICES_SCRFD
 from ..errors import LeanfaceError
 from ..files import atomic_write, save_figure
-from ..models.registry import build_model, get_config, load_state, read_checkpoint, save_checkpoint
-from .losses import LossWeights, loss_for
+from ..models.registry import build_model, get_config, get_family, load_state, read_checkpoint, save_checkpoint
+from .losses import LossWeights
 
 STATE_NAME = "last.pt"
 WEIGHTS_NAME = "model.pt"
@@ -43,55 +46,57 @@ METRICS_NAME = "metrics.csv"
 CONFIG_NAME = "config.json"
 
 
+def _opt(default, help: str, **kw):
+    """A config field with its help: the docs of the Python argument and of its `leanface train` flag."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyper-parameters. Defaults are the official SCRFD recipe (SCRFD_FACTS 4.2/4.3); every
-    family trains with this recipe and data pipeline, and with its own registered loss.
+    """Training hyper-parameters; each field's help is `TrainConfig.help(name)` (and `leanface train -h`).
 
-    epochs: total epochs (official 640). lr_steps: epochs at which lr is multiplied by 0.1; None
-    scales the official (440, 544) of 640 to `epochs` (80 -> 55, 68 as in the search configs).
-    batch_size: images per optimiser step, split evenly over the processes (the official runs used
-    4 GPUs x 8). lr: base learning rate for SGD (momentum 0.9, weight_decay 5e-4). warmup_iters: linear warm-up from warmup_ratio x lr.
-    img_size: square training input (multiple of 32). crop_choices: sample redistribution scales
-    (CROP_CHOICES_BASELINE for the paper's [0.3, 1.0] ablation). clip_border: clip boxes to the crop.
-    augment: False feeds whole images letterboxed, without flip or colour changes (overfitting checks).
-    freeze_bn_after: from this epoch on, BatchNorm layers normalise with their running statistics and
-    keep them (eval mode) while their scale and shift still train; 0: from the start (fine-tuning on
-    small batches), None: never. Fine-tune EXTD with 0 (see leanface.models.extd).
-    workers: DataLoader processes per training process. device: "auto" (cuda if available), "cpu",
-    "cuda", "cuda:1". amp: mixed precision: float16/bfloat16 autocast on GPU, bfloat16 autocast on
-    CPUs with bf16 instructions (float32 elsewhere; False: float32 everywhere). channels_last: NHWC
-    tensors (oneDNN's native layout on CPU: no layout conversions, no slow 1x1-conv fallback).
-    procs: training processes on CPU, each a single-thread DDP rank started by `train` itself;
-    0: one per available core, as many as divide batch_size. Under torchrun the launcher's
-    world size is used instead. eval_interval: evaluate every n epochs on the
-    WIDER val images (0 = never). ckpt_interval: write last.pt every n epochs (and at the end).
-    loss: SCRFD's loss weights (the SSD families' official loss has none).
+    Defaults are the official SCRFD recipe (SCRFD_FACTS 4.2/4.3); every family trains with this
+    recipe and its task's data pipeline, with its own registered loss. SGD with momentum and weight
+    decay; lr warms up linearly from warmup_ratio x lr and drops x0.1 at each of lr_steps. On a CPU
+    the default path is single-thread DDP ranks, channels_last and bf16 autocast (see the module doc).
     """
 
-    epochs: int = 640
-    batch_size: int = 8
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_iters: int = 1500
-    warmup_ratio: float = 0.001
-    lr_steps: tuple[int, ...] | None = None
-    img_size: int = 640
-    crop_choices: tuple[float, ...] = CROP_CHOICES_SCRFD
-    clip_border: bool = True
-    augment: bool = True
-    freeze_bn_after: int | None = None
-    workers: int = 4
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    procs: int = 0
-    out_dir: str = "runs/train"
-    seed: int = 0
-    eval_interval: int = 0
-    ckpt_interval: int = 1
-    loss: LossWeights = LossWeights()
+    epochs: int = _opt(640, "total epochs (official 640)")
+    batch_size: int = _opt(8, "images per optimiser step, split over the processes (official: 4 GPUs x 8)")
+    lr: float = _opt(0.01, "base learning rate")
+    momentum: float = _opt(0.9, "SGD momentum")
+    weight_decay: float = _opt(5e-4, "SGD weight decay")
+    warmup_iters: int = _opt(1500, "iterations of linear lr warm-up")
+    warmup_ratio: float = _opt(0.001, "lr factor at the start of the warm-up")
+    lr_steps: tuple[int, ...] | None = _opt(
+        None, "epochs where lr drops x0.1, e.g. 440,544 (default: the official 440/640, 544/640 of epochs)")
+    img_size: int = _opt(640, "square training input side, a multiple of 32")
+    crop_choices: tuple[float, ...] = _opt(
+        CROP_CHOICES_SCRFD, "sample redistribution: crop side / short side choices (the paper's [0.3, 1.0] "
+        "baseline: 0.3,0.45,0.6,0.8,1.0)")
+    clip_border: bool = _opt(True, "clip boxes to the crop (off: the 2.5g/10g configs)")
+    augment: bool = _opt(True, "random crops, flips and colour (off: whole images letterboxed, for overfitting checks)")
+    freeze_bn_after: int | None = _opt(
+        None, "from this epoch on BatchNorm normalises with its running statistics and keeps them, while "
+        "its scale and shift still train (0: from the start, for fine-tuning on small batches and for EXTD; "
+        "default never)", metavar="EPOCH")
+    workers: int = _opt(4, "data loading processes per training process")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    amp: bool = _opt(True, "mixed precision: bf16 autocast on CPUs with bf16 instructions, fp16/bf16 on GPU "
+                     "(off: float32 throughout)")
+    channels_last: bool = _opt(True, "NHWC tensors, oneDNN's native layout (off: NCHW)")
+    procs: int = _opt(0, "CPU training processes, each a single-thread DDP rank started by train itself "
+                      "(0: one per core, each with at least two images of the batch; under torchrun the "
+                      "launcher's processes)")
+    out_dir: str = _opt("runs/train", "run folder")
+    seed: int = _opt(0, "seed of initialisation, sampling order and augmentation")
+    eval_interval: int = _opt(0, "evaluate every N epochs on the validation data (0: never)")
+    ckpt_interval: int = _opt(1, "write the resumable state last.pt every N epochs (and at the end)")
+    loss: LossWeights = _opt(LossWeights(), "SCRFD's loss weights (the SSD families' official loss has none)")
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
 
     def resolved_steps(self) -> tuple[int, ...]:
         if self.lr_steps is not None:
@@ -237,20 +242,20 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _plot_curves(rows: list[dict], path: Path) -> None:
-    """Training losses per epoch, and WIDER APs when the run evaluates."""
+def _plot_curves(rows: list[dict], path: Path, loss_keys: tuple[str, ...], eval_keys: tuple[str, ...]) -> None:
+    """Training losses per epoch, and the evaluation metrics when the run evaluates."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    evaluated = [(e, r) for e, r in zip(epochs, rows) if r.get("hard") not in (None, "")]
+    evaluated = [(e, r) for e, r in zip(epochs, rows) if r.get(eval_keys[-1]) not in (None, "")] if eval_keys else []
     fig, axes = plt.subplots(1, 2 if evaluated else 1, figsize=(10 if evaluated else 5.5, 4), squeeze=False)
     ax_loss = axes[0, 0]
-    for key in ("loss", "cls", "box", "kps"):
+    for key in loss_keys:
         values = [float(r[key]) for r in rows]
-        if any(values):  # no landmark term for models without landmarks
+        if any(values) and key != "num_pos":  # e.g. no landmark term for models without landmarks
             ax_loss.plot(epochs, values, label=key)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss (epoch mean)")
@@ -258,29 +263,31 @@ def _plot_curves(rows: list[dict], path: Path) -> None:
     ax_loss.legend()
     if evaluated:
         ax_ap = axes[0, 1]
-        for setting in ("easy", "medium", "hard"):
-            ax_ap.plot([e for e, _ in evaluated], [float(r[setting]) for _, r in evaluated], "o-", label=setting)
+        for key in eval_keys:
+            ax_ap.plot([e for e, _ in evaluated], [float(r[key]) for _, r in evaluated], "o-", label=key)
         ax_ap.set_xlabel("epoch")
-        ax_ap.set_ylabel("WIDER val AP (images present)")
+        ax_ap.set_ylabel("validation metric")
         ax_ap.legend()
     save_figure(fig, path)
 
 
-def _evaluate(weights: Path, val_data: Path, out_dir: Path, threads: int | None = None) -> dict:
-    """The WIDER protocol (`leanface.eval.WIDER_PROTOCOL`) whatever the training size.
+# task name (a Family's `task`) -> adapter class(cfg, model_cfg, data, val_data); see DetectionTask.
+_TASKS: dict[str, type] = {}
 
-    threads: CPU threads while evaluating (the other ranks wait at a barrier meanwhile).
-    """
-    from ..eval import WIDER_PROTOCOL, evaluate_detector
-    from ..infer import Detector
 
-    before = torch.get_num_threads()
-    try:
-        detector = Detector(weights=weights, threads=threads, **WIDER_PROTOCOL)
-        evaluation, _ = evaluate_detector(detector, val_data, out_dir, progress=False)
-    finally:
-        torch.set_num_threads(before)
-    return {k: round(v, 5) for k, v in evaluation.result.aps.items()}
+def register_task(name: str, adapter: type) -> None:
+    """Make the models of a task trainable. The adapter has `dataset` (indexed by (epoch, index)),
+    `collate(samples) -> {"image": (B, C, H, W), ...}`, `loss(device) -> fn(outputs, batch) -> {key: scalar}`
+    with `loss_keys` (the first is minimised), `evaluate(weights, out_dir, threads) -> {key: value}` with
+    `eval_keys`, and `describe() -> dict` for config.json."""
+    _TASKS[name] = adapter
+
+
+def _task_for(model_cfg):
+    task = get_family(model_cfg.family).task
+    if task not in _TASKS:
+        raise LeanfaceError(f"no training task {task!r} (model family {model_cfg.family!r})")
+    return _TASKS[task]
 
 
 def cpu_has_bf16() -> bool:
@@ -372,21 +379,18 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
     """
     _check(cfg)
     model_cfg = get_config(model) if isinstance(model, str) else model
-    make_loss = loss_for(model_cfg.family)
-    images = data if isinstance(data, list) else load_training_data(data)
-    images = [im for im in images if len(training_faces(im)[0])]
-    if not images:
-        raise LeanfaceError(f"{data}: no image with a usable face annotation")
-    if val_data is None and cfg.eval_interval and not isinstance(data, list) and (Path(data) / "WIDER_val").is_dir():
-        val_data = data
-    if cfg.eval_interval and val_data is None:
-        raise LeanfaceError("eval_interval is set but there is no WIDER validation folder (pass val_data)")
+    task = _task_for(model_cfg)(cfg, model_cfg, data, val_data)
 
     device = _resolve_device(cfg.device)
     procs = resolve_procs(cfg, device)
     if procs > 1:
-        return _spawn_ranks(procs, cfg, model_cfg, data, weights=weights, val_data=val_data, resume=resume,
+        return _spawn_ranks(procs, cfg, model_cfg, data, weights=weights, val_data=task.val_data, resume=resume,
                             progress=progress)
+    return _fit(cfg, model_cfg, task, device, weights, resume, progress)
+
+
+def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resume: bool, progress: bool) -> TrainResult:
+    """The loop itself, in this process (one rank of a group under torchrun or `_spawn_ranks`)."""
     ddp = _setup_distributed(device)
     if cfg.batch_size % ddp.world:
         raise LeanfaceError(f"batch_size {cfg.batch_size} does not split over {ddp.world} processes")
@@ -408,13 +412,10 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     bare = net.module if ddp.world > 1 else net
 
-    aug = AugmentConfig(size=cfg.img_size, crop_choices=tuple(cfg.crop_choices), clip_border=cfg.clip_border,
-                        random_crop=cfg.augment, flip=cfg.augment, photometric=cfg.augment)
-    dataset = FaceDataset(images, aug, seed=cfg.seed, mean=model_cfg.mean, std=model_cfg.std)
-    sampler = _EpochKeys(DistributedSampler(dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed))
-    loader = DataLoader(dataset, batch_size=cfg.batch_size // ddp.world, sampler=sampler, num_workers=cfg.workers,
-                        collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
-                        prefetch_factor=4 if cfg.workers > 0 else None)
+    sampler = _EpochKeys(DistributedSampler(task.dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed))
+    loader = DataLoader(task.dataset, batch_size=cfg.batch_size // ddp.world, sampler=sampler,
+                        num_workers=cfg.workers, collate_fn=task.collate, pin_memory=device.type == "cuda",
+                        persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)
     iters_per_epoch = len(loader)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     schedule = WarmupStepSchedule(iters_per_epoch, cfg.warmup_iters, cfg.warmup_ratio, cfg.resolved_steps())
@@ -422,14 +423,14 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
     # resumed run with more epochs uses the current schedule.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: schedule(it))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    loss_fn = make_loss(model_cfg, (cfg.img_size, cfg.img_size), device, cfg.loss)
+    loss_fn = task.loss(device)
 
     start_epoch = 0
     if resume:
         start_epoch = _load_state(out / STATE_NAME, bare, optimizer, scheduler, scaler, model_cfg, cfg)
     history = _read_metrics(out / METRICS_NAME, start_epoch) if ddp.main else []
     if ddp.main:
-        _save_config(out, cfg, model_cfg, data, weights, val_data, ddp.world, device)
+        _save_config(out, cfg, model_cfg, task, weights, ddp.world, device)
 
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
@@ -438,7 +439,7 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
             for m in net.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
-        sums = {"loss": 0.0, "cls": 0.0, "box": 0.0, "kps": 0.0, "num_pos": 0.0}
+        sums = dict.fromkeys(task.loss_keys, 0.0)
         seen, t0 = 0, time.perf_counter()
         bar = _progress(_one_line_errors(loader), epoch, cfg.epochs, enabled=progress and ddp.main,
                         total=iters_per_epoch)
@@ -446,14 +447,13 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
             x = batch["image"].to(device, non_blocking=True, memory_format=memory_format)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 outputs = net(x)
-            losses = loss_fn(outputs, [b.to(device) for b in batch["boxes"]],
-                             [k.to(device) for k in batch["landmarks"]],
-                             [v.to(device) for v in batch["landmark_valid"]])
-            if not scaler.is_enabled() and not torch.isfinite(losses["loss"]):
+            losses = loss_fn(outputs, batch)
+            objective = losses[task.loss_keys[0]]
+            if not scaler.is_enabled() and not torch.isfinite(objective):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}: "
                                          f"{ {k: float(v) for k, v in losses.items()} }")
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["loss"]).backward()
+            scaler.scale(objective).backward()
             scaler.step(optimizer)
             scaler.update()
             lr = optimizer.param_groups[0]["lr"]
@@ -463,7 +463,7 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
             for k, v in zip(sums, torch.stack([losses[k].detach().float().cpu() for k in sums]).tolist()):
                 sums[k] += v * n
             if ddp.main and progress:
-                bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", lr=f"{lr:.2e}")
+                bar.set_postfix(loss=f"{sums[task.loss_keys[0]] / seen:.3f}", lr=f"{lr:.2e}")
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch, "iters": (epoch + 1) * iters_per_epoch, "lr": lr,
                **{k: round(v / max(seen, 1), 5) for k, v in sums.items()},
@@ -474,13 +474,13 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
             if evaluate or last:
                 save_checkpoint(out / WEIGHTS_NAME, model_cfg, bare.state_dict(), epoch=epoch + 1)
             if evaluate:
-                row.update(_evaluate(out / WEIGHTS_NAME, Path(val_data), out / "eval" / f"epoch_{epoch + 1}",
-                                     threads=ddp.world if device.type == "cpu" else None))
+                row.update(task.evaluate(out / WEIGHTS_NAME, out / "eval" / f"epoch_{epoch + 1}",
+                                         threads=ddp.world if device.type == "cpu" else None))
             history.append(row)
             _write_metrics(out / METRICS_NAME, history)
             if (epoch + 1) % cfg.ckpt_interval == 0 or last:
                 _save_state(out / STATE_NAME, bare, optimizer, scheduler, scaler, epoch + 1, model_cfg, cfg)
-                _plot_curves(history, out / "curves.png")
+                _plot_curves(history, out / "curves.png", task.loss_keys, task.eval_keys)
         if ddp.world > 1:
             dist.barrier()
     if start_epoch >= cfg.epochs and ddp.main and not (out / WEIGHTS_NAME).is_file():
@@ -515,15 +515,13 @@ def _load_initial(net, model_cfg, weights) -> None:
     load_state(net, state, source=str(weights))
 
 
-def _save_config(out: Path, cfg: TrainConfig, model_cfg, data, weights, val_data, world: int,
-                 device: torch.device) -> None:
+def _save_config(out: Path, cfg: TrainConfig, model_cfg, task, weights, world: int, device: torch.device) -> None:
     record = {
         "model": model_cfg.to_dict(),
         "train": cfg.to_dict(),
         "lr_steps_resolved": list(cfg.resolved_steps()),
-        "data": f"{len(data)} images given in Python" if isinstance(data, list) else str(data),
+        **task.describe(),
         "weights": None if weights is None else str(weights),
-        "val_data": None if val_data is None else str(val_data),
         "world_size": world,
         "batch_per_process": cfg.batch_size // world,
         "device": str(device),

@@ -1,5 +1,5 @@
 """EResFD and EXTD train through `leanface.train.train` with their own loss (S3FD matching), and what they
-learn is found by the Detector in eval mode: the overfit check of tests/test_train_loop.py."""
+learn is found by the Detector in eval mode: the overfit check of tests/train/test_loop.py."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ from leanface.models import create_model, get_config, save_checkpoint
 from leanface.models.importers import import_weights
 from leanface.train import TrainConfig, box_iou, losses, train
 
-from .conftest import SHARED, WIDER, easy_images, need
+from ..conftest import SHARED, WIDER, easy_images, need
 
 
 def _best_ious(weights, images, size: int) -> np.ndarray:
@@ -125,17 +125,22 @@ def test_fine_tuning_weights_must_be_of_the_trained_model(wider_train, tmp_path)
         train(tcfg, "eresfd", wider_train[:1], weights=tmp_path / "missing.pt", progress=False)
 
 
-def test_extd_overfits_from_scratch_with_frozen_bn_statistics(wider_train, tmp_path):
-    """From scratch, EXTD learns in eval mode when its (pass-shared) BatchNorm statistics stay frozen,
-    as the official recipe effectively does (its per-epoch val() leaves the net in eval mode)."""
+def test_extd_learns_from_scratch_in_eval_mode_only_with_frozen_bn_statistics(wider_train, tmp_path):
+    """EXTD's BatchNorms are shared across six scales (see leanface.models.extd): trained with batch
+    statistics it overfits in train mode yet finds nothing in eval mode; with frozen statistics, as the
+    official recipe effectively runs (its per-epoch val() leaves the net in eval mode), what it learns is
+    found in eval mode. float32 NCHW: the recipe, not the fast path, is under test."""
     torch.set_num_threads(1)
     size = 256
     images = easy_images(wider_train, 4, size)
-    cfg = TrainConfig(procs=1, amp=False, channels_last=False, epochs=120, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=size,
-                      augment=False, freeze_bn_after=0, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
-    result = train(cfg, "extd_32", images, progress=False)
-    losses = [float(r["loss"]) for r in result.history]
-    assert np.mean(losses[-5:]) < 0.6 * losses[0], losses
-    best = _best_ious(result.weights, images, size)
-    assert np.mean(best >= 0.5) >= 0.75, best
-    assert np.mean(best) >= 0.55, best
+    found, ratio = {}, {}
+    for frozen in (0, None):
+        cfg = TrainConfig(procs=1, amp=False, channels_last=False, epochs=120, batch_size=4, lr=0.01,
+                          warmup_iters=10, lr_steps=(1000,), img_size=size, augment=False, freeze_bn_after=frozen,
+                          workers=0, out_dir=str(tmp_path / f"run{frozen}"), ckpt_interval=1000)
+        result = train(cfg, "extd_32", images, progress=False)
+        losses = [float(r["loss"]) for r in result.history]
+        ratio[frozen] = np.mean(losses[-5:]) / losses[0]
+        found[frozen] = np.mean(_best_ious(result.weights, images, size) >= 0.5)
+    assert ratio[0] < 0.7 and ratio[None] < 0.1, ratio  # both learn the training batches
+    assert found[None] <= 0.2 and found[0] >= found[None] + 0.4, found

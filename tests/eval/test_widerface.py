@@ -12,7 +12,7 @@ from leanface.errors import LeanfaceError
 from leanface.eval import (SETTINGS, WiderGroundTruth, evaluate, evaluate_detector, evaluate_folder,
                            load_ground_truth, present_images, read_prediction_file, write_prediction_file)
 
-WIDER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "widerface"
+WIDER = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "widerface"
 
 
 # --- an independent, deliberately literal reference ---------------------------------------------

@@ -99,7 +99,7 @@ def test_wrong_model_is_a_clear_error():
     from leanface.errors import LeanfaceError
     from leanface.models.importers import import_weights
 
-    from .conftest import OFFICIAL_ONNX, need
+    from ..conftest import OFFICIAL_ONNX, need
 
     src = need(OFFICIAL_ONNX / "det_500m.onnx")
     with pytest.raises(LeanfaceError, match=r"det_500m.onnx: does not match scrfd_2.5g_kps: .*convs"):

@@ -8,12 +8,12 @@ import torch
 from leanface.errors import LeanfaceError
 from leanface.boxes import nms, ssd_decode, ssd_encode
 from leanface.infer import read_image
-from leanface.models import config_from_dict, create_model, get_config, get_family, save_checkpoint
+from leanface.models import create_model, get_config, get_family, save_checkpoint
 from leanface.models.importers import import_weights
 from leanface.models.ssd import SSDDecoder, feature_sizes
 from leanface.train.ssd_loss import SSDLoss
 
-from .conftest import SHARED, WIDER, need
+from ..conftest import SHARED, WIDER, need
 
 MODELS = SHARED / "models"
 REF = MODELS / "reference_outputs"
@@ -201,37 +201,19 @@ def test_decoder_threshold_and_pixels():
 
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
-def test_config_roundtrip_forward_backward(name):
+def test_anchor_layout_at_any_input_size(name):
     cfg = get_config(name)
-    assert config_from_dict(cfg.to_dict()) == cfg
     assert cfg.strides == (4, 8, 16, 32, 64, 128) and not cfg.has_landmarks
-    net = create_model(name).train()
-    x = torch.randn(2, 3, 72, 100)  # not a multiple of any stride
-    loc, conf = net(x)
+    loc, conf = create_model(name)(torch.randn(2, 3, 72, 100))  # not a multiple of any stride
     n = sum(h * w for h, w in feature_sizes((72, 100)))
     assert loc.shape == (2, n, 4) and conf.shape == (2, n, 2)
-    (loc.sum() + conf.sum()).backward()
-    assert all(p.grad is not None for p in net.parameters())
 
 
-def test_checkpoint_and_onnx_export_parity(tmp_path):
-    import onnxruntime as ort
-
-    from leanface.export import export_onnx
-
-    src = need(MODELS / "eresfd" / "eresfd_16.pth.base.pth")
-    cfg, state = import_weights(src)
+def test_imported_checkpoint_round_trip(tmp_path):
+    cfg, state = import_weights(need(MODELS / "eresfd" / "eresfd_16.pth.base.pth"))
     save_checkpoint(tmp_path / "eresfd.pt", cfg, state)
     net = create_model(None, tmp_path / "eresfd.pt")
-    assert net.cfg == cfg
-    export_onnx(net, tmp_path / "eresfd.onnx")
-    sess = ort.InferenceSession(str(tmp_path / "eresfd.onnx"), providers=["CPUExecutionProvider"])
-    assert [o.name for o in sess.get_outputs()] == net.output_names == ["loc", "score"]
-    x = torch.randn(2, 3, 200, 328) * 60
-    with torch.no_grad():
-        ref = [t.numpy() for t in net.forward_export(x)]
-    for a, b in zip(ref, sess.run(None, {"input.1": x.numpy()})):
-        assert a.shape == b.shape and np.abs(a - b).max() < 1e-4
+    assert net.cfg == cfg and net.output_names == ["loc", "score"]
 
 
 def test_ssd_loss_matching_by_hand():

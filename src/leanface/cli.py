@@ -24,13 +24,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"leanface {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"leanface {args.command}: interrupted", file=sys.stderr)
+        print(f"\nleanface {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `leanface info | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _size(text: str) -> int | None:
-    """--size: an int long side, or 'original' (original size padded to a multiple of 32)."""
-    if text.lower() in ("original", "orig", "none", "0"):
+    """--size: an int long side (at least 32), or 'original' (original size padded to a multiple of 32)."""
+    if text.lower() in ("original", "orig", "none"):
         return None
     try:
         return int(text)
@@ -367,6 +372,7 @@ def _add_train(sub):
                                      "imported with `leanface convert`); default: random initialisation")
     p.add_argument("--val-data", help="WIDER root for periodic evaluation (default: --data if it has WIDER_val)")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt exactly")
+    p.add_argument("--exist-ok", action="store_true", help="overwrite the run in OUT_DIR (default: refused)")
     p.set_defaults(_train_flags=_add_config_flags(p, TrainConfig()))
     _add_set_flag(p, "TrainConfig")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -381,7 +387,7 @@ def _cmd_train(args) -> int:
 
     cfg = _config_from_flags(TrainConfig(), args, args._train_flags)
     result = train(cfg, args.model, args.data, weights=args.weights, val_data=args.val_data,
-                   resume=args.resume, progress=not args.quiet)
+                   resume=args.resume, exist_ok=args.exist_ok, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     print(json.dumps(result.metrics))

@@ -52,10 +52,16 @@ def _read_with_pillow(path: str) -> np.ndarray:
         raise LeanfaceError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
 
 
-def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Validate/convert an in-memory image to RGB uint8 (H, W, 3): gray, RGBA and 16-bit accepted."""
+def as_rgb(image, name: str = "image") -> np.ndarray:
+    """Validate/convert an in-memory image to RGB uint8 (H, W, 3): gray, RGBA, 16-bit and PIL images accepted."""
+    if image is None:
+        raise LeanfaceError(f"{name}: got None instead of an image (cv2.imread returns None for a file it cannot read)")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        raise LeanfaceError(f"{name}: got encoded bytes; pass the file's path, or decode it first (cv2.imdecode)")
+    if hasattr(image, "convert") and hasattr(image, "getexif"):  # a PIL image
+        image = np.asarray(image.convert("RGB"))
     if not isinstance(image, np.ndarray):
-        raise LeanfaceError(f"{name}: expected a numpy array or a path, got {type(image).__name__}")
+        raise LeanfaceError(f"{name}: expected a numpy array, a PIL image or a path, got {type(image).__name__}")
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or min(image.shape[:2]) < 1:

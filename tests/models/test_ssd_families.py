@@ -152,7 +152,7 @@ def _official_detect(cfg, loc, score, hw):
     boxes, scores, kps = _decoder(cfg)([loc[None], score[None]], hw, settings.score_thr)[0]
     assert kps is None
     top = np.sort(np.argsort(-scores, kind="stable")[:settings.pre_nms_topk])
-    keep = top[nms(boxes[top], scores[top], settings.nms_thr, settings.nms_offset)][:settings.max_per_image]
+    keep = top[nms(boxes[top], scores[top], settings.nms_thr, settings.nms_offset)][:settings.max_faces]
     return scores[keep], boxes[keep] / np.array([hw[1], hw[0]] * 2, np.float32)
 
 

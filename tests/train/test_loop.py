@@ -140,7 +140,7 @@ def test_periodic_wider_evaluation(wider_train, tmp_path):
     assert all(0.0 <= result.metrics[s] <= 1.0 for s in ("easy", "medium", "hard"))
     assert (tmp_path / "run" / "eval" / "epoch_2" / event.name).is_dir()
     with pytest.raises(LeanfaceError, match="no WIDER validation folder"):
-        train(dataclasses.replace(cfg, epochs=1), "scrfd_500m", wider_train[:2], progress=False)
+        train(dataclasses.replace(cfg, epochs=1), "scrfd_500m", wider_train[:2], exist_ok=True, progress=False)
 
 
 def test_unreadable_image_is_a_one_line_error(tmp_path, capsys):

@@ -27,15 +27,34 @@ def _write_image(path: Path, rgb: np.ndarray) -> None:
 
 
 class _Outputs:
-    """Annotated images and crops written as results arrive; the JSON lines file appears whole at the end."""
+    """Results written as they arrive: one JSON line per image, flushed (a killed run leaves complete
+    records), annotated images and crops under save_dir. Locations are checked before any work."""
 
-    def __init__(self, save_dir: str | None, crops: bool):
+    def __init__(self, json_out: str | None, save_dir: str | None, crops: bool):
         self.save_dir = Path(save_dir) if save_dir else None
         self.crops = crops
-        self.lines: list[str] = []
+        self.count = 0
+        self.json = None
+        if self.save_dir is not None:
+            if self.save_dir.exists() and not self.save_dir.is_dir():
+                raise LeanfaceError(f"{self.save_dir}: --save-dir names a file, not a folder")
+            _writable_folder(self.save_dir, "--save-dir")
+        if json_out:
+            target = Path(json_out)
+            if target.is_dir():
+                raise LeanfaceError(f"{target}: --json-out names a folder, not a file")
+            _writable_folder(target.parent, "--json-out")
+            self.target = target
+
+    def open(self) -> None:
+        if getattr(self, "target", None) is not None:
+            self.json = open(self.target, "w", encoding="utf-8")
 
     def add(self, faces: Faces, image: np.ndarray, name: str, record: dict | None = None) -> None:
-        self.lines.append(json.dumps({**faces.to_dict(), **(record or {})}))
+        if self.json is not None:
+            self.json.write(json.dumps({**faces.to_dict(), **(record or {})}) + "\n")
+            self.json.flush()
+        self.count += 1
         if self.save_dir is None:
             return
         _write_image(self.save_dir / f"{name}.jpg", faces.plot(image))
@@ -43,34 +62,110 @@ class _Outputs:
             for k, crop in enumerate(faces.crops(image)):
                 _write_image(self.save_dir / "crops" / f"{name}_{k}.jpg", crop)
 
+    def image_path(self, name: str) -> Path | None:
+        return None if self.save_dir is None else self.save_dir / f"{name}.jpg"
 
-def _unique_names(paths: list[Path]) -> list[str]:
-    # Output names are file stems, disambiguated by parent folder when two inputs share a stem.
-    stems = [p.stem for p in paths]
-    dup = {s for s in stems if stems.count(s) > 1}
-    return [f"{p.parent.name}_{p.stem}" if p.stem in dup else p.stem for p in paths]
+    def close(self) -> None:
+        if self.json is not None:
+            self.json.close()
+
+
+def _writable_folder(folder: Path, flag: str) -> None:
+    probe = folder.resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise LeanfaceError(f"{folder}: {flag} cannot be written (no write permission in {probe})")
+
+
+def _output_names(inputs: list[tuple[Path, Path | None]]) -> list[str]:
+    """Output names that never collide: the path relative to its input folder (the file name for a file
+    argument), its extension kept unless .jpg; then the input folder's name, then a counter, when two
+    inputs would still share a name."""
+    def base(path: Path, root: Path | None) -> str:
+        rel = path.relative_to(root) if root is not None else Path(path.name)
+        ext = path.suffix.lower()
+        stem = rel.with_suffix("").as_posix()
+        return stem if ext in (".jpg", "") else f"{stem}_{ext[1:]}"
+
+    names = [base(p, r) for p, r in inputs]
+    if len(set(names)) < len(names):
+        names = [f"{(r.name if r is not None else p.parent.name) or 'root'}/{n}" if names.count(n) > 1 else n
+                 for n, (p, r) in zip(names, inputs)]
+    seen: dict[str, int] = {}
+    unique = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return unique
+
+
+def _gather(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[Path], list[str]]:
+    """(images with their input folder or None, videos, one-line errors for inputs that cannot be used)."""
+    images, videos, errors = [], [], []
+    for p in paths:
+        try:
+            if is_video(p):
+                if not os.path.isfile(p):
+                    raise LeanfaceError(f"{p}: video not found")
+                videos.append(Path(p))
+            elif os.path.isdir(p):
+                images.extend((f, Path(p)) for f in list_images(p))
+            else:
+                images.extend((f, None) for f in list_images(p))
+        except LeanfaceError as exc:
+            errors.append(str(exc))
+    return images, videos, errors
 
 
 def run_detect(detector: Detector, paths: list[str], json_out: str | None = None, save_dir: str | None = None,
                crops: bool = False) -> int:
-    """Detect over every input; unreadable files are reported (one line each) and give exit status 2."""
-    images, videos = [], []
-    for p in paths:
-        (videos if is_video(p) and os.path.isfile(p) else images).extend(
-            [Path(p)] if is_video(p) else list_images(p))
-    out = _Outputs(save_dir, crops)
+    """Detect over every input. An input that cannot be used (missing, unreadable image or video) is reported
+    on one line and the rest is still processed and written; the exit status is then 2. Outputs are
+    checked before any work: they must be writable and may not overwrite an input."""
+    images, videos, errors = _gather(paths)
+    if not images and not videos:
+        raise LeanfaceError(errors[0] if len(errors) == 1 else "no usable input: " + "; ".join(errors))
+    names = _output_names(images)
+    out = _Outputs(json_out, save_dir, crops)
+    inputs = {p.resolve() for p, _ in images} | {v.resolve() for v in videos}
+    written = [out.image_path(n) for n in names] + ([Path(json_out)] if json_out else [])
+    clobbered = [t for t in written if t is not None and t.resolve() in inputs]
+    if clobbered:
+        raise LeanfaceError(f"{clobbered[0]}: an output would overwrite this input; choose another output location")
+    out.open()
+    for message in errors:
+        _report(message)
+    failures = len(errors)
+    try:
+        failures += _detect_images(detector, images, names, out)
+        for video in videos:
+            failures += _detect_video(detector, video, out)
+    finally:
+        out.close()
+    print(f"{out.count} result{'s' if out.count != 1 else ''}" + (f" -> {json_out}" if json_out else "") +
+          (f", images in {save_dir}" if save_dir else "") + (f"; {failures} input(s) failed" if failures else ""),
+          file=sys.stderr)
+    return 2 if failures else 0
+
+
+def _report(message: str) -> None:
+    tqdm.write(f"leanface detect: error: {message}", file=sys.stderr)
+
+
+def _detect_images(detector: Detector, images: list[tuple[Path, Path | None]], names: list[str],
+                   out: _Outputs) -> int:
     failures = 0
     show = len(images) > 1
     bar = tqdm(total=len(images), desc="detect", unit="img", disable=not show, file=sys.stderr)
-    names = _unique_names(images)
     step = detector.batch_size
     for start in range(0, len(images), step):
         chunk, arrays, chunk_names = [], [], []
-        for path, name in zip(images[start:start + step], names[start:start + step]):
+        for (path, _), name in zip(images[start:start + step], names[start:start + step]):
             try:
                 arrays.append(read_image(path))
             except LeanfaceError as exc:
-                print(f"leanface detect: error: {exc}", file=sys.stderr)
+                _report(str(exc))
                 failures += 1
                 continue
             chunk.append(path)
@@ -82,28 +177,29 @@ def run_detect(detector: Detector, paths: list[str], json_out: str | None = None
                 print(f"{path}: {len(faces)} faces")
         bar.update(len(images[start:start + step]))
     bar.close()
-    for video in videos:
+    return failures
+
+
+def _detect_video(detector: Detector, video: Path, out: _Outputs) -> int:
+    try:
         frames, count, _ = video_frames(video)
-        vbar = tqdm(total=count or None, desc=video.name, unit="frame", file=sys.stderr)
-        kept = []
+    except LeanfaceError as exc:
+        _report(str(exc))
+        return 1
+    vbar = tqdm(total=count or None, desc=video.name, unit="frame", file=sys.stderr)
+    kept = []
 
-        def remember(it):
-            for frame in it:
-                kept.append(frame)
-                yield frame
+    def remember(it):
+        for frame in it:
+            kept.append(frame)
+            yield frame
 
-        for k, faces in enumerate(detector.stream(remember(frames))):
-            frame = kept.pop(0)
-            out.add(dataclasses.replace(faces, source=str(video)), frame, f"{video.stem}_{k:06d}", {"frame": k})
-            vbar.update(1)
-        vbar.close()
-    if json_out:
-        with atomic_write(json_out) as f:
-            f.write("".join(line + "\n" for line in out.lines))
-    print(f"{len(out.lines)} results" + (f" -> {json_out}" if json_out else "") +
-          (f", images in {save_dir}" if save_dir else "") + (f"; {failures} unreadable" if failures else ""),
-          file=sys.stderr)
-    return 2 if failures else 0
+    for k, faces in enumerate(detector.stream(remember(frames))):
+        frame = kept.pop(0)
+        out.add(dataclasses.replace(faces, source=str(video)), frame, f"{video.stem}_{k:06d}", {"frame": k})
+        vbar.update(1)
+    vbar.close()
+    return 0
 
 
 def run_demo(model: str | None = None, weights: str | None = None, save_dir: str = "demo_out") -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import LeanfaceError
-from ..models import config_from_dict, create_model, get_config, get_family
+from ..models import build_model, config_from_dict, create_model, get_config, get_family
 from ..models.registry import ONNX_CONFIG_KEY
 from .image import as_rgb, read_image
 from .postprocess import postprocess
@@ -49,6 +49,7 @@ class TorchBackend:
 
 class OnnxBackend:
     def __init__(self, path: str, threads: int | None = None):
+        self.path = path
         try:
             self.session = onnx_session(path, threads)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
@@ -59,9 +60,14 @@ class OnnxBackend:
         self.metadata = self.session.get_modelmeta().custom_metadata_map
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        if self.batched:
-            return self.session.run(None, {self.input: batch})
-        outs = [self.session.run(None, {self.input: batch[i:i + 1]}) for i in range(len(batch))]
+        try:
+            if self.batched:
+                return self.session.run(None, {self.input: batch})
+            outs = [self.session.run(None, {self.input: batch[i:i + 1]}) for i in range(len(batch))]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LeanfaceError(f"{self.path}: onnxruntime cannot run it on a {tuple(batch.shape)} image batch "
+                                f"(not a face detector of this layout? {first[:160]})") from None
         return [np.stack([o[k] for o in outs]) for k in range(len(outs[0]))]
 
 
@@ -69,12 +75,37 @@ def _onnx_config(backend: OnnxBackend, model, path: str):
     if ONNX_CONFIG_KEY in backend.metadata:
         return config_from_dict(json.loads(backend.metadata[ONNX_CONFIG_KEY]))
     if model is not None:
-        return get_config(model) if isinstance(model, str) else model
+        cfg = get_config(model) if isinstance(model, str) else model
+        expected = len(build_model(cfg).output_names)
+        found = len(backend.session.get_outputs())
+        if found != expected:
+            raise LeanfaceError(f"{path}: {found} outputs, but {cfg.name} has {expected}; not an export of this model")
+        return cfg
     # A foreign SCRFD export: every SCRFD decodes alike, only landmarks differ (6 vs 9 outputs).
     n = len(backend.session.get_outputs())
     if n in (6, 9):
         return get_config("scrfd_500m_kps" if n == 9 else "scrfd_500m")
-    raise LeanfaceError(f"{path}: {n} outputs; not a SCRFD layout and no leanface config inside; pass model=")
+    raise LeanfaceError(f"{path}: {n} outputs; not a SCRFD layout and no leanface config inside; name its model "
+                        f"(model= in Python, --model on the command line)")
+
+
+def _check_settings(size, score_thr, nms_thr, max_faces, pre_nms_topk, batch_size, threads) -> None:
+    """The same rules for the Python API and the CLI flags that feed it: one-line errors."""
+    def whole(name, value, low, none_ok=True):
+        if value is None and none_ok:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise LeanfaceError(f"{name} must be at least {low} (an integer{', or None' if none_ok else ''}), "
+                                f"got {value!r}")
+
+    whole("size", size, 32)  # None: the original size
+    whole("max_faces", max_faces, 1)
+    whole("pre_nms_topk", pre_nms_topk, 1)
+    whole("batch_size", batch_size, 1, none_ok=False)
+    whole("threads", threads, 1)
+    for name, value in (("score_thr", score_thr), ("nms_thr", nms_thr)):
+        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise LeanfaceError(f"{name} must be a number in [0, 1], got {value!r}")
 
 
 class Detector:
@@ -82,7 +113,7 @@ class Detector:
 
     model: zoo name or config (None: read from the weights file, or the bundled default model).
     weights: a leanface .pt checkpoint or an exported/official .onnx file (run with ONNX Runtime).
-    size: long side of the network input (640 = the official VGA protocol); None = original size.
+    size: long side of the network input, at least 32 (640 = the official VGA protocol); None = original size.
     letterbox: pad to size x size as the official test pipeline does, instead of to a multiple of 32.
     score_thr, nms_thr: candidate score threshold and NMS IoU threshold; max_faces: keep at most this
     many (and never more than the family's own cap, e.g. 750 for the SSD families).
@@ -98,6 +129,7 @@ class Detector:
                  letterbox: bool = False, score_thr: float = 0.5, nms_thr: float = 0.4,
                  max_faces: int | None = None, pre_nms_topk: int | None = None, batch_size: int = 8,
                  threads: int | None = None):
+        _check_settings(size, score_thr, nms_thr, max_faces, pre_nms_topk, batch_size, threads)
         if model is None and weights is None:
             if not DEFAULT_WEIGHTS.is_file():
                 raise LeanfaceError(f"{DEFAULT_WEIGHTS}: the bundled default weights are missing; "
@@ -118,20 +150,18 @@ class Detector:
             raise LeanfaceError("letterbox needs a fixed size")
         self.weights = None if weights is None else str(weights)
         self.size, self.letterbox = size, letterbox
-        if pre_nms_topk is not None and pre_nms_topk < 1:
-            raise LeanfaceError(f"pre_nms_topk must be at least 1, got {pre_nms_topk}")
         family = get_family(self.config.family)
-        cap = family.postprocess.max_per_image
-        self.postprocess = family.postprocess.replace(
-            score_thr=score_thr, nms_thr=nms_thr, pre_nms_topk=pre_nms_topk,
-            max_per_image=min(k for k in (cap, max_faces) if k is not None) if (cap or max_faces) else None)
-        self.batch_size = max(1, batch_size)
+        caps = [k for k in (family.postprocess.max_faces, max_faces) if k is not None]
+        self.postprocess = family.postprocess.replace(score_thr=score_thr, nms_thr=nms_thr, pre_nms_topk=pre_nms_topk,
+                                                      max_faces=min(caps) if caps else None)
+        self.batch_size = batch_size
         self.decoder = family.decoder(self.config)
 
     def __call__(self, images):
-        """Detect faces in an image (RGB array or path) -> Faces, or in a list of them -> list[Faces]."""
-        single = isinstance(images, (str, os.PathLike, np.ndarray))
-        return self.detect([images] if single else list(images))[0] if single else self.detect(list(images))
+        """Detect faces in an image (RGB array, PIL image or path) -> Faces, or in a list of them -> list[Faces]."""
+        if isinstance(images, (list, tuple)):
+            return self.detect(list(images))
+        return self.detect([images])[0]
 
     def detect(self, images: Sequence) -> list[Faces]:
         loaded, sources = [], []

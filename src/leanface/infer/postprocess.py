@@ -25,8 +25,8 @@ def postprocess(candidates, p: Placement, settings: Postprocess, source: str | N
     if settings.clip_before_nms:
         clip_boxes(boxes, p.new_w, p.new_h)
     keep = nms(boxes, scores, settings.nms_thr, settings.nms_offset)
-    if settings.max_per_image is not None:
-        keep = keep[:settings.max_per_image]
+    if settings.max_faces is not None:
+        keep = keep[:settings.max_faces]
     boxes = boxes[keep]
     clip_boxes(boxes, p.new_w, p.new_h)  # returned boxes always lie inside the image (not the padding)
     scale = np.array([p.scale_x, p.scale_y], np.float32)

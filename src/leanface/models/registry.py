@@ -14,6 +14,7 @@ every layer looks families up in); what a family needs to train lives in `leanfa
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class Postprocess:
     """Test-time settings of a detector family: from candidates to the faces returned.
 
     score_thr: candidates below it are dropped (SSD families: at or below). nms_thr: greedy NMS IoU.
-    pre_nms_topk: only the k best candidates enter NMS (None: all). max_per_image: detections kept
+    pre_nms_topk: only the k best candidates enter NMS (None: all). max_faces: detections kept
     after NMS (None: all). nms_offset: 1 for the "+1 pixel" area convention. clip_before_nms: clip
     candidates to the image before NMS (mmdet's test path) rather than after.
     """
@@ -42,13 +43,12 @@ class Postprocess:
     score_thr: float = 0.5
     nms_thr: float = 0.4
     pre_nms_topk: int | None = None
-    max_per_image: int | None = None
+    max_faces: int | None = None
     nms_offset: float = 0.0
     clip_before_nms: bool = True
 
     def replace(self, **changes) -> "Postprocess":
-        import dataclasses
-
+        """These settings with `changes` applied; a change of None keeps the family's value."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 

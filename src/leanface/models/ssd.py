@@ -127,7 +127,7 @@ class SSDDecoder:
 
 # The official test path: the 5000 best candidates above 0.05, greedy NMS at IoU 0.3 without the "+1"
 # pixel convention on unclipped boxes, at most 750 detections per image.
-SSD_POSTPROCESS = Postprocess(score_thr=0.05, nms_thr=0.3, pre_nms_topk=5000, max_per_image=750,
+SSD_POSTPROCESS = Postprocess(score_thr=0.05, nms_thr=0.3, pre_nms_topk=5000, max_faces=750,
                               clip_before_nms=False)
 
 

@@ -38,6 +38,9 @@ class DetectionTask:
             raise LeanfaceError("eval_interval is set but there is no WIDER validation folder (pass val_data)")
         self.cfg, self.model_cfg, self.val_data = cfg, model_cfg, val_data
         self.source = f"{len(data)} images given in Python" if isinstance(data, list) else str(data)
+        faces = [training_faces(im) for im in images]
+        self.counts = {"images": len(images), "faces": sum(len(f[0]) for f in faces),
+                       "faces_with_landmarks": sum(int(f[2].any(1).sum()) for f in faces)}
         aug = AugmentConfig(size=cfg.img_size, crop_choices=tuple(cfg.crop_choices), clip_border=cfg.clip_border,
                             random_crop=cfg.augment, flip=cfg.augment, photometric=cfg.augment)
         self.dataset = FaceDataset(images, aug, seed=cfg.seed, mean=model_cfg.mean, std=model_cfg.std)
@@ -70,7 +73,12 @@ class DetectionTask:
         return {k: round(v, 5) for k, v in evaluation.result.aps.items()}
 
     def describe(self) -> dict:
-        return {"data": self.source, "val_data": None if self.val_data is None else str(self.val_data)}
+        return {"data": self.source, "val_data": None if self.val_data is None else str(self.val_data), **self.counts}
+
+    def summary(self) -> str:
+        c = self.counts
+        return (f"training on {c['images']:,} images with {c['faces']:,} faces ({c['faces_with_landmarks']:,} with "
+                f"landmarks) from {self.source}")
 
 
 register_task("detection", DetectionTask)

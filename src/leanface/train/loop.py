@@ -279,7 +279,7 @@ def register_task(name: str, adapter: type) -> None:
     """Make the models of a task trainable. The adapter has `dataset` (indexed by (epoch, index)),
     `collate(samples) -> {"image": (B, C, H, W), ...}`, `loss(device) -> fn(outputs, batch) -> {key: scalar}`
     with `loss_keys` (the first is minimised), `evaluate(weights, out_dir, threads) -> {key: value}` with
-    `eval_keys`, and `describe() -> dict` for config.json."""
+    `eval_keys`, `describe() -> dict` for config.json and `summary() -> str` (printed at the start)."""
     _TASKS[name] = adapter
 
 
@@ -340,7 +340,7 @@ def _rank_main(rank: int, world: int, port: int, args: tuple, kwargs: dict) -> N
     import cv2
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
+                      WORLD_SIZE=str(world), LEANFACE_RANK_CHILD="1")  # the parent already printed the summary
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     if rank:
@@ -366,7 +366,8 @@ def _spawn_ranks(procs: int, cfg: TrainConfig, model_cfg, data, **kwargs) -> Tra
 
 
 def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = None,
-          val_data: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
+          val_data: str | os.PathLike | None = None, resume: bool = False, exist_ok: bool = False,
+          progress: bool = True) -> TrainResult:
     """Train `model` (zoo name or model config of any family with a training loss) on `data`.
 
     data: a WIDER-layout root (labelv2 landmarks when present, see `load_wider_split`), an
@@ -374,18 +375,26 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
     the same model config to start from (fine-tuning, e.g. imported official weights) instead of
     a random initialisation; unused when resuming. val_data: WIDER root for
     periodic evaluation (default: `data` when it is a folder with WIDER_val). resume: continue
-    from `<out_dir>/last.pt` exactly where it stopped. Under torchrun (WORLD_SIZE > 1) each
+    from `<out_dir>/last.pt` exactly where it stopped; otherwise an out_dir that holds a run is refused
+    unless exist_ok. Under torchrun (WORLD_SIZE > 1) each
     process trains on its shard with DistributedDataParallel; rank 0 writes the outputs.
     """
     _check(cfg)
+    out = Path(cfg.out_dir)
+    if not resume and not exist_ok and int(os.environ.get("RANK", "0")) == 0 and any(
+            (out / name).exists() for name in (STATE_NAME, WEIGHTS_NAME, METRICS_NAME)):
+        raise LeanfaceError(f"{out}: holds a training run already; continue it with resume, or pass exist_ok "
+                            f"(--exist-ok) to overwrite it")
     model_cfg = get_config(model) if isinstance(model, str) else model
     task = _task_for(model_cfg)(cfg, model_cfg, data, val_data)
+    if progress and int(os.environ.get("RANK", "0")) == 0 and not os.environ.get("LEANFACE_RANK_CHILD"):
+        print(task.summary(), file=sys.stderr)
 
     device = _resolve_device(cfg.device)
     procs = resolve_procs(cfg, device)
     if procs > 1:
         return _spawn_ranks(procs, cfg, model_cfg, data, weights=weights, val_data=task.val_data, resume=resume,
-                            progress=progress)
+                            exist_ok=True, progress=progress)  # the folder was checked here
     return _fit(cfg, model_cfg, task, device, weights, resume, progress)
 
 

@@ -1,0 +1,128 @@
+"""`leanface detect` never loses a user's data: outputs never overwrite inputs or each other, are checked
+before any work, are written as results arrive, and one bad input does not cost the others' results."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from leanface.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def photos(val_images, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in val_images[:2]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    return folder
+
+
+def _detect(*args) -> int:
+    return main(["detect", *map(str, args), "--model", "scrfd_500m_kps", "--size", "320"])
+
+
+def _one_error(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_save_dir_over_the_inputs_is_refused_and_nothing_changes(photos, capsys):
+    before = {p.name: _md5(p) for p in photos.iterdir()}
+    assert _detect(photos, "--save-dir", photos) == 2
+    assert "would overwrite this input" in _one_error(capsys)
+    assert {p.name: _md5(p) for p in photos.iterdir()} == before
+    assert _detect(photos / next(iter(before)), "--json-out", photos / next(iter(before))) == 2
+    assert {p.name: _md5(p) for p in photos.iterdir()} == before
+
+
+def test_same_stem_inputs_get_their_own_outputs(photos, tmp_path, capsys):
+    first = sorted(photos.iterdir())[0]
+    (photos / "a.jpg").write_bytes(first.read_bytes())
+    (photos / "a.png").write_bytes(first.read_bytes())  # OpenCV reads by content, whatever the name
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.jpg").write_bytes(first.read_bytes())
+    out = tmp_path / "vis"
+    assert _detect(photos, other, "--save-dir", out, "--json-out", tmp_path / "r.jsonl") == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg"))
+    assert len(written) == 5 and len(set(written)) == 5, written  # 2 photos + a.jpg, a.png, other/a.jpg
+    assert "a_png.jpg" in written and "other/a.jpg" in written and "photos/a.jpg" in written
+
+
+def test_output_locations_are_checked_before_any_work(photos, tmp_path, capsys):
+    (tmp_path / "adir").mkdir()
+    assert _detect(photos, "--json-out", tmp_path / "adir") == 2
+    assert "--json-out names a folder" in _one_error(capsys)
+    (tmp_path / "afile").write_text("x")
+    assert _detect(photos, "--save-dir", tmp_path / "afile") == 2
+    assert "--save-dir names a file" in _one_error(capsys)
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert _detect(photos, "--json-out", locked / "r.jsonl") == 2
+        assert "cannot be written" in _one_error(capsys)
+
+
+def test_each_bad_input_fails_alone(photos, tmp_path, capsys):
+    (tmp_path / "fake.mp4").write_text("not a video")
+    out = tmp_path / "r.jsonl"
+    good = sorted(photos.iterdir())
+    rc = _detect(good[0], tmp_path / "nosuch.jpg", tmp_path / "fake.mp4", good[1], tmp_path / "gone.mp4",
+                 "--json-out", out)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "nosuch.jpg: no such file or folder" in err and "fake.mp4: not a readable video" in err
+    assert "gone.mp4: video not found" in err and "Traceback" not in err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["image"] for r in records] == [str(good[0]), str(good[1])]
+
+
+def test_ctrl_c_keeps_the_results_already_written(val_images, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in range(40):
+        (folder / f"{k:02d}.jpg").symlink_to(val_images[k % 5])
+    out = tmp_path / "r.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "leanface.cli", "detect", str(folder), "--model", "scrfd_500m_kps",
+                             "--batch-size", "1", "--threads", "1", "--json-out", str(out)],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.is_file() or len(out.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    lines = out.read_text().splitlines()
+    assert 3 <= len(lines) < 40
+    assert all(json.loads(line)["image"].startswith(str(folder)) for line in lines)
+
+
+def test_train_refuses_an_existing_run_unless_asked(wider_train, tmp_path, capsys):
+    ann = tmp_path / "faces.jsonl"
+    ann.write_text("\n".join(json.dumps({"image": str(im.path), "faces": [{"box": b.tolist()} for b in im.boxes]})
+                             for im in wider_train[:2]))
+    args = ["train", "--model", "scrfd_500m", "--data", str(ann), "--out-dir", str(tmp_path / "run"), "--epochs", "1",
+            "--batch-size", "2", "--img-size", "64", "--workers", "0", "--procs", "1", "--quiet"]
+    assert main(args) == 0
+    before = _md5(tmp_path / "run" / "model.pt")
+    assert main(args) == 2
+    assert "holds a training run already" in _one_error(capsys)
+    assert _md5(tmp_path / "run" / "model.pt") == before
+    assert main(args + ["--exist-ok"]) == 0

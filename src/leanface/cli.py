@@ -498,14 +498,15 @@ def _cmd_search(args) -> int:
         return 0
     template = None
     if not args.resume:
-        if args.gflops is None or args.data is None:
-            raise LeanfaceError("a new search needs --gflops and --data")
+        if args.gflops is None or (args.data is None and not args.dry_run):
+            raise LeanfaceError("a new search needs --gflops and --data (--dry-run: only --gflops)")
         if args.step == 2 and args.template is None:
             raise LeanfaceError("step 2 needs --template (a step-1 run folder, a JSON config or a zoo name)")
         template = search.resolve_template(args.template) if args.step == 2 else None
         base = search.TrialSettings(data="")
         trial = search.TrialSettings(
-            data=str(Path(args.data).resolve()), eval_size=args.eval_size, train_images=args.train_images,
+            data=str(Path(args.data).resolve()) if args.data else "", eval_size=args.eval_size,
+            train_images=args.train_images,
             val_images=args.val_images or None, report_every=args.report_every,
             train=dataclasses.replace(_config_from_flags(base.train, args, args._train_flags), seed=args.seed))
         settings = search.SearchSettings(

@@ -205,6 +205,10 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 configs within +-2% of 0.5 GFLOPs" in out and "s_s1_001" in out
     assert not (tmp_path / "s").exists()
+    assert main(["search", "run", str(tmp_path / "s"), "--gflops", "0.5", "--num-samples", "2", "--dry-run"]) == 0
+    assert "s_s1_001" in capsys.readouterr().out  # sampling needs no data
+    assert main(["search", "run", str(tmp_path / "s"), "--gflops", "0.5"]) == 2
+    assert "needs --gflops and --data" in capsys.readouterr().err
     assert main(["search", "run", str(tmp_path / "s"), "--data", str(data)]) == 2
     assert "needs --gflops" in capsys.readouterr().err
     assert main(["search", "run", str(tmp_path / "s"), "--gflops", "0.5", "--data", str(data), "--step", "2"]) == 2

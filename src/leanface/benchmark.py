@@ -18,19 +18,29 @@ def median_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> f
 
 
 def bench_detector(detector, image, repeats: int = 20) -> dict:
-    """Model-only time on the prepared batch, and the end-to-end call (read, pre-process, model, decode, NMS)."""
+    """Model-only time on the prepared batch and the end-to-end call (read, pre-process, model, decode,
+    NMS), timed in alternation so that load on a shared machine hits both alike: medians and spread."""
     from .infer.image import read_image
     from .infer.preprocess import make_batch, place
 
     rgb = read_image(image) if isinstance(image, str) else image
     placement, padded = place(rgb.shape[0], rgb.shape[1], detector.size, detector.letterbox)
     batch = make_batch([rgb], [placement], padded, detector.config.mean, detector.config.std)
-    return {
-        "model_ms": median_ms(lambda: detector.backend(batch), repeats),
-        "end_to_end_ms": median_ms(lambda: detector(image), repeats),
-        "input": f"{padded[1]}x{padded[0]}",
-        "backend": type(detector.backend).__name__.replace("Backend", ""),
-    }
+    calls = {"model": lambda: detector.backend(batch), "end_to_end": lambda: detector(image)}
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for fn in calls.values():
+        for _ in range(3):
+            fn()
+    for _ in range(repeats):
+        for k, fn in calls.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t) * 1000)
+    out = {"input": f"{padded[1]}x{padded[0]}", "backend": type(detector.backend).__name__.replace("Backend", "")}
+    for k, v in times.items():
+        q = statistics.quantiles(v, n=10) if len(v) > 1 else v * 9
+        out[f"{k}_ms"], out[f"{k}_p10_ms"], out[f"{k}_p90_ms"] = statistics.median(v), q[0], q[-1]
+    return out
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner: int = 3) -> dict[str, float]:

@@ -183,10 +183,18 @@ def _cmd_bench(args) -> int:
     from .benchmark import bench_detector
     from .infer import sample_image
 
+    import os
+
     image = args.image or sample_image()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5 * cores:
+        print(f"leanface bench: warning: the machine is busy (load {load:.1f} on {cores} cores); "
+              f"times are slower and noisier than on an idle one", file=sys.stderr)
     res = bench_detector(_detector(args), image, repeats=args.repeats)
-    print(f"model {res['model_ms']:.2f} ms   end-to-end {res['end_to_end_ms']:.2f} ms   "
-          f"({res['input']}, {res['backend']}, median of {args.repeats})")
+    print(f"model {res['model_ms']:.2f} ms ({res['model_p10_ms']:.2f}-{res['model_p90_ms']:.2f})   "
+          f"end-to-end {res['end_to_end_ms']:.2f} ms ({res['end_to_end_p10_ms']:.2f}-{res['end_to_end_p90_ms']:.2f})"
+          f"   ({res['input']}, {res['backend']}, median and 10-90% range of {args.repeats}, alternating)")
     return 0
 
 

@@ -152,3 +152,19 @@ def test_unreadable_image_is_a_one_line_error(tmp_path, capsys):
                      "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "bad.jpg: not a readable image" in err[0]
+
+
+def test_train_says_what_it_loaded_from_a_partial_wider_copy(wider_train, tmp_path):
+    """A WIDER root with 2 of its 550 listed training images: training loads them and says 548 are absent."""
+    from leanface.train import DetectionTask, TrainConfig
+
+    root = tmp_path / "wider"
+    for im in wider_train[:2]:
+        target = root / "WIDER_train" / "images" / im.path.parent.name / im.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(im.path)
+    (root / "wider_face_split").symlink_to(WIDER / "wider_face_split")
+    task = DetectionTask(TrainConfig(), get_config("scrfd_500m"), str(root))
+    assert task.counts["images"] == 2 and task.counts["listed_images_absent"] == len(wider_train) - 2
+    assert task.counts["faces"] == sum(len(im.boxes[~im.ignore]) for im in wider_train[:2])
+    assert f"{len(wider_train) - 2:,} listed images are not on disk" in task.summary()

@@ -241,12 +241,12 @@ def read_annotations(path: str | os.PathLike, image_root: str | os.PathLike | No
     raise LeanfaceError(f"{path}: unknown annotation format (expected *_bbx_gt.txt, label*.txt or .jsonl)")
 
 
-def load_wider_split(root: str | os.PathLike, split: str = "train") -> list[ImageFaces]:
+def load_wider_split(root: str | os.PathLike, split: str = "train", absent: list | None = None) -> list[ImageFaces]:
     """Annotations of a WIDER-layout root (`WIDER_<split>/images`, `wider_face_split/`).
 
     Uses the 5-point landmarks of `wider_face_split/wider_<split>_labelv2.txt` when present,
     else the boxes of `wider_face_<split>_bbx_gt.txt`. Only images present on disk are kept,
-    so a partial copy of WIDER FACE works as is.
+    so a partial copy of WIDER FACE works as is; `absent` (a list) receives the paths of the others.
     """
     root = Path(root)
     images_dir = root / f"WIDER_{split}" / "images"
@@ -260,12 +260,14 @@ def load_wider_split(root: str | os.PathLike, split: str = "train") -> list[Imag
         raise LeanfaceError(f"{root}: no {labelv2.relative_to(root)} or {bbx_gt.relative_to(root)} "
                             f"(expected a WIDER FACE layout)")
     present = [im for im in images if im.path.is_file()]
+    if absent is not None:  # the caller wants to say how many listed images a partial copy lacks
+        absent.extend(im.path for im in images if not im.path.is_file())
     if not present:
         raise LeanfaceError(f"{images_dir}: none of the {len(images)} annotated images exist")
     return present
 
 
-def load_training_data(data: str | os.PathLike) -> list[ImageFaces]:
+def load_training_data(data: str | os.PathLike, absent: list | None = None) -> list[ImageFaces]:
     """Training annotations from a WIDER-layout root (train split) or an annotation file.
 
     For a file, every listed image must exist (a WIDER root may be a partial copy instead).
@@ -273,7 +275,7 @@ def load_training_data(data: str | os.PathLike) -> list[ImageFaces]:
     """
     data = Path(data)
     if data.is_dir():
-        return load_wider_split(data, "train")
+        return load_wider_split(data, "train", absent)
     if not data.is_file():
         raise LeanfaceError(f"{data}: no such file or folder")
     image_root = None

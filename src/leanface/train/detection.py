@@ -28,7 +28,8 @@ class DetectionTask:
 
     def __init__(self, cfg, model_cfg, data, val_data: str | os.PathLike | None = None):
         self.make_loss = loss_for(model_cfg.family)
-        images = data if isinstance(data, list) else load_training_data(data)
+        absent: list = []
+        images = data if isinstance(data, list) else load_training_data(data, absent)
         images = [im for im in images if len(training_faces(im)[0])]
         if not images:
             raise LeanfaceError(f"{data}: no image with a usable face annotation")
@@ -40,7 +41,8 @@ class DetectionTask:
         self.source = f"{len(data)} images given in Python" if isinstance(data, list) else str(data)
         faces = [training_faces(im) for im in images]
         self.counts = {"images": len(images), "faces": sum(len(f[0]) for f in faces),
-                       "faces_with_landmarks": sum(int(f[2].any(1).sum()) for f in faces)}
+                       "faces_with_landmarks": sum(int(f[2].any(1).sum()) for f in faces),
+                       "listed_images_absent": len(absent)}
         aug = AugmentConfig(size=cfg.img_size, crop_choices=tuple(cfg.crop_choices), clip_border=cfg.clip_border,
                             random_crop=cfg.augment, flip=cfg.augment, photometric=cfg.augment)
         self.dataset = FaceDataset(images, aug, seed=cfg.seed, mean=model_cfg.mean, std=model_cfg.std)
@@ -77,8 +79,10 @@ class DetectionTask:
 
     def summary(self) -> str:
         c = self.counts
+        missing = c["listed_images_absent"]
         return (f"training on {c['images']:,} images with {c['faces']:,} faces ({c['faces_with_landmarks']:,} with "
-                f"landmarks) from {self.source}")
+                f"landmarks) from {self.source}"
+                + (f"; {missing:,} listed images are not on disk (a partial copy) and are left out" if missing else ""))
 
 
 register_task("detection", DetectionTask)

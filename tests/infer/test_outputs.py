@@ -126,3 +126,26 @@ def test_train_refuses_an_existing_run_unless_asked(wider_train, tmp_path, capsy
     assert "holds a training run already" in _one_error(capsys)
     assert _md5(tmp_path / "run" / "model.pt") == before
     assert main(args + ["--exist-ok"]) == 0
+
+
+def test_a_video_gives_json_per_frame_and_an_annotated_video(tmp_path, capsys):
+    import cv2
+
+    from ..conftest import SHARED, need
+
+    src = need(SHARED / "data" / "videos" / "short_hamilton_clip.mp4")
+    clip = tmp_path / "clip.mp4"  # the first 12 frames, so the test stays fast
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 360))
+    for _ in range(12):
+        writer.write(cap.read()[1])
+    writer.release()
+    out = tmp_path / "vis"
+    assert main(["detect", str(clip), "--json-out", str(tmp_path / "f.jsonl"), "--save-dir", str(out)]) == 0
+    records = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(12)) and all(r["width"] == 640 for r in records)
+    annotated = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    assert (annotated.get(cv2.CAP_PROP_FRAME_WIDTH), annotated.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 360)
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]  # no per-frame JPEGs, no temporary file

@@ -50,14 +50,16 @@ class _Outputs:
         if getattr(self, "target", None) is not None:
             self.json = open(self.target, "w", encoding="utf-8")
 
-    def add(self, faces: Faces, image: np.ndarray, name: str, record: dict | None = None) -> None:
+    def add(self, faces: Faces, image: np.ndarray, name: str, record: dict | None = None, image_out: bool = True) -> None:
+        """Record one result; image_out=False: no annotated JPEG (video frames go into the annotated video)."""
         if self.json is not None:
             self.json.write(json.dumps({**faces.to_dict(), **(record or {})}) + "\n")
             self.json.flush()
         self.count += 1
         if self.save_dir is None:
             return
-        _write_image(self.save_dir / f"{name}.jpg", faces.plot(image))
+        if image_out:
+            _write_image(self.save_dir / f"{name}.jpg", faces.plot(image))
         if self.crops:
             for k, crop in enumerate(faces.crops(image)):
                 _write_image(self.save_dir / "crops" / f"{name}_{k}.jpg", crop)
@@ -181,24 +183,46 @@ def _detect_images(detector: Detector, images: list[tuple[Path, Path | None]], n
 
 
 def _detect_video(detector: Detector, video: Path, out: _Outputs) -> int:
+    """One JSON line per frame; with save_dir an annotated copy <save_dir>/<stem>.mp4 at the input's frame
+    rate (written under a temporary name, renamed when complete), and crops per frame with --crops."""
     try:
-        frames, count, _ = video_frames(video)
+        frames, count, fps = video_frames(video)
     except LeanfaceError as exc:
         _report(str(exc))
         return 1
     vbar = tqdm(total=count or None, desc=video.name, unit="frame", file=sys.stderr)
-    kept = []
+    kept: list[np.ndarray] = []
+    writer, target = None, None
+    if out.save_dir is not None:
+        target = out.save_dir / f"{video.stem}.mp4"
+        partial = target.with_name(f".tmp-{target.name}")
 
     def remember(it):
         for frame in it:
             kept.append(frame)
             yield frame
 
-    for k, faces in enumerate(detector.stream(remember(frames))):
-        frame = kept.pop(0)
-        out.add(dataclasses.replace(faces, source=str(video)), frame, f"{video.stem}_{k:06d}", {"frame": k})
-        vbar.update(1)
+    try:
+        for k, faces in enumerate(detector.stream(remember(frames))):
+            frame = kept.pop(0)
+            faces = dataclasses.replace(faces, source=str(video))
+            out.add(faces, frame, f"{video.stem}_{k:06d}", {"frame": k}, image_out=False)
+            if target is not None:
+                if writer is None:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0,
+                                             (frame.shape[1], frame.shape[0]))
+                writer.write(cv2.cvtColor(faces.plot(frame), cv2.COLOR_RGB2BGR))
+            vbar.update(1)
+    except BaseException:
+        if writer is not None:
+            writer.release()
+            partial.unlink(missing_ok=True)
+        raise
     vbar.close()
+    if writer is not None:
+        writer.release()
+        os.replace(partial, target)
     return 0
 
 

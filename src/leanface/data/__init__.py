@@ -1,11 +1,12 @@
-"""Data: annotation readers, SCRFD training augmentation (sample redistribution), dataset, statistics."""
+"""Data: annotation readers, verification pairs, SCRFD training augmentation (sample redistribution), dataset."""
 from .augment import CROP_CHOICES_BASELINE, CROP_CHOICES_SCRFD, AugmentConfig, Targets, augment, augment_targets
 from .dataset import FaceDataset, collate, image_size, training_faces
+from .pairs import Pairs, load_pairs, read_lfw_pairs, read_pairs_file
 from .readers import (ImageFaces, load_training_data, load_wider_split, read_annotations, read_jsonl,
                       read_retinaface_labels, read_wider_bbx_gt)
 
 __all__ = [
-    "CROP_CHOICES_BASELINE", "CROP_CHOICES_SCRFD", "AugmentConfig", "FaceDataset", "ImageFaces", "Targets",
-    "augment", "augment_targets", "collate", "image_size", "load_training_data", "load_wider_split",
-    "read_annotations", "read_jsonl", "read_retinaface_labels", "read_wider_bbx_gt", "training_faces",
+    "CROP_CHOICES_BASELINE", "CROP_CHOICES_SCRFD", "AugmentConfig", "FaceDataset", "ImageFaces", "Pairs", "Targets",
+    "augment", "augment_targets", "collate", "image_size", "load_pairs", "load_training_data", "load_wider_split",
+    "read_annotations", "read_jsonl", "read_lfw_pairs", "read_pairs_file", "read_retinaface_labels", "read_wider_bbx_gt", "training_faces",
 ]

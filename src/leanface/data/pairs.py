@@ -1,0 +1,110 @@
+"""Face-verification pairs: LFW's View 2 `pairs.txt` and a generic tab-separated pairs file.
+
+LFW (RECOGNITION_FACTS 6): a header "10 300", then 10 folds of 300 same-person lines `name i j` followed
+by 300 different-person lines `name1 i name2 j`; image i of `name` is `<root>/name/name_<iiii>.jpg`.
+Generic: one pair per line, `path1<TAB>path2<TAB>same<TAB>fold` (same: 1/0, true/false), paths relative
+to the data folder; `#` starts a comment.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LeanfaceError
+
+LFW_IMAGES = "lfw-deepfunneled"
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """left[k], right[k]: image paths; same (P,) bool; fold (P,) int, 0-based."""
+
+    left: list[Path]
+    right: list[Path]
+    same: np.ndarray
+    fold: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.same)
+
+    @property
+    def images(self) -> list[Path]:
+        """Every distinct image, in order of first use."""
+        return list(dict.fromkeys(self.left + self.right))
+
+
+def read_lfw_pairs(path: str | os.PathLike, image_root: str | os.PathLike) -> Pairs:
+    path, root = Path(path), Path(image_root)
+    lines = _lines(path)
+    head = lines[0].split() if lines else []
+    if len(head) != 2 or not all(h.isdigit() for h in head):
+        raise LeanfaceError(f"{path}:1: expected the header 'folds pairs_per_class' (LFW: '10 300')")
+    folds, per_class = int(head[0]), int(head[1])
+    body = lines[1:]
+    if len(body) != folds * 2 * per_class:
+        raise LeanfaceError(f"{path}: {len(body)} pair lines, the header promises {folds} x 2 x {per_class}")
+    left, right, same, fold = [], [], [], []
+    for k, line in enumerate(body):
+        parts, where = line.split(), f"{path}:{k + 2}"
+        try:
+            if len(parts) == 3:
+                a, b = (parts[0], int(parts[1])), (parts[0], int(parts[2]))
+            elif len(parts) == 4:
+                a, b = (parts[0], int(parts[1])), (parts[2], int(parts[3]))
+            else:
+                raise ValueError
+        except ValueError:
+            raise LeanfaceError(f"{where}: expected 'name i j' or 'name1 i name2 j', got {line.strip()!r}") from None
+        is_same = (k % (2 * per_class)) < per_class
+        if is_same != (len(parts) == 3):
+            raise LeanfaceError(f"{where}: a {'same' if is_same else 'different'}-person line was expected here")
+        left.append(root / a[0] / f"{a[0]}_{a[1]:04d}.jpg")
+        right.append(root / b[0] / f"{b[0]}_{b[1]:04d}.jpg")
+        same.append(is_same)
+        fold.append(k // (2 * per_class))
+    return Pairs(left, right, np.array(same), np.array(fold))
+
+
+def read_pairs_file(path: str | os.PathLike, root: str | os.PathLike) -> Pairs:
+    path, root = Path(path), Path(root)
+    left, right, same, fold = [], [], [], []
+    for k, line in enumerate(_lines(path, keep_numbering=True)):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.rstrip("\n").split("\t")
+        flag = parts[2].strip().lower() if len(parts) == 4 else ""
+        if len(parts) != 4 or flag not in ("1", "0", "true", "false") or not parts[3].strip().lstrip("-").isdigit():
+            raise LeanfaceError(f"{path}:{k + 1}: expected 'path1<TAB>path2<TAB>same (1/0)<TAB>fold', "
+                                f"got {line.strip()!r}")
+        left.append(root / parts[0])
+        right.append(root / parts[1])
+        same.append(flag in ("1", "true"))
+        fold.append(int(parts[3]))
+    if not same:
+        raise LeanfaceError(f"{path}: no pairs")
+    return Pairs(left, right, np.array(same), np.array(fold))
+
+
+def load_pairs(data: str | os.PathLike, pairs: str | os.PathLike | None = None) -> Pairs:
+    """An LFW folder (`pairs.txt` and `lfw-deepfunneled/`), or `pairs` (a generic file) relative to `data`."""
+    data = Path(data)
+    if pairs is not None:
+        return read_pairs_file(pairs, data)
+    if not (data / "pairs.txt").is_file() or not (data / LFW_IMAGES).is_dir():
+        raise LeanfaceError(f"{data}: not an LFW folder (expected pairs.txt and {LFW_IMAGES}/); "
+                            f"for other data pass a pairs file")
+    return read_lfw_pairs(data / "pairs.txt", data / LFW_IMAGES)
+
+
+def _lines(path: Path, keep_numbering: bool = False) -> list[str]:
+    if not path.is_file():
+        raise LeanfaceError(f"{path}: pairs file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LeanfaceError(f"{path}: cannot read it ({type(exc).__name__})") from None
+    lines = text.splitlines()
+    return lines if keep_numbering else [ln for ln in lines if ln.strip()]

@@ -43,23 +43,31 @@ def _perturb(net: torch.nn.Module) -> torch.nn.Module:
     return net.eval()
 
 
+def _input_hw(cfg) -> tuple[int, int]:
+    """A test input: an odd detector canvas, or the embedder's fixed crop size."""
+    size = getattr(cfg, "input_size", None)
+    return (size, size) if size else (96, 128)
+
+
 def test_the_registry_holds_every_family():
-    assert {get_config(name).family for name in MODELS} == {"scrfd", "eresfd", "extd"}
-    assert len(MODELS) == 12
+    assert {get_config(name).family for name in MODELS} == {"scrfd", "eresfd", "extd", "mobilefacenet"}
+    assert {get_family(get_config(name).family).task for name in MODELS} == {"detection", "embed"}
+    assert len(MODELS) == 13
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_config_round_trip(name):
     cfg = get_config(name)
     family = get_family(cfg.family)
-    assert isinstance(cfg, family.config_cls) and family.task == "detection"
+    assert isinstance(cfg, family.config_cls) and family.task in ("detection", "embed")
     assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_reaches_every_parameter(name):
-    net = build_model(get_config(name)).train()
-    outputs = _tensors(net(torch.randn(2, 3, 96, 128)))
+    cfg = get_config(name)
+    net = build_model(cfg).train()
+    outputs = _tensors(net(torch.randn(2, 3, *_input_hw(cfg))))
     assert outputs and all(torch.isfinite(t).all() for t in outputs)
     sum(t.float().sum() for t in outputs).backward()
     assert all(p.grad is not None for p in net.parameters())
@@ -67,7 +75,8 @@ def test_forward_backward_reaches_every_parameter(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_flops_are_counted(name):
-    report = count_flops(create_model(name), (3, 480, 640))
+    cfg = get_config(name)
+    report = count_flops(create_model(name), (3, *(_input_hw(cfg) if cfg.family == "mobilefacenet" else (480, 640))))
     params = sum(p.numel() for p in create_model(name).parameters())
     assert report.gflops > 0.05 and report.params == params
 
@@ -80,13 +89,17 @@ def test_export_parity_and_detector_on_the_exported_file(name, tmp_path):
     sess = onnx_session(path, threads=1)
     assert [o.name for o in sess.get_outputs()] == net.output_names
     assert sess.get_inputs()[0].name == "input.1"  # the official SCRFD files' input name, for every family
-    for batch, (h, w) in ((1, (160, 224)), (2, (128, 96))):
+    sizes = [(1, (160, 224)), (2, (128, 96))] if get_family(net.cfg.family).task == "detection" else \
+        [(1, _input_hw(net.cfg)), (3, _input_hw(net.cfg))]
+    for batch, (h, w) in sizes:
         x = torch.randn(batch, 3, h, w) * 50
         with torch.no_grad():
             ref = [t.numpy() for t in net.forward_export(x)]
         for a, b in zip(ref, sess.run(None, {sess.get_inputs()[0].name: x.numpy()})):
             assert a.shape == b.shape
             assert np.abs(a - b).max() < 2e-3 * max(1.0, float(np.abs(a).max()))
+    if get_family(net.cfg.family).task != "detection":
+        return
     # The exported file alone (its config is in the metadata) detects what the PyTorch model does.
     save_checkpoint(tmp_path / "w.pt", net.cfg, net.state_dict())
     image = sample_image()

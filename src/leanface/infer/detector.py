@@ -164,6 +164,8 @@ class Detector:
         self.weights = None if weights is None else str(weights)
         self.size, self.letterbox = size, letterbox
         family = get_family(self.config.family)
+        if family.task != "detection":
+            raise LeanfaceError(f"{self.config.name} is not a face detector (its task is {family.task!r})")
         caps = [k for k in (family.postprocess.max_faces, max_faces) if k is not None]
         self.postprocess = family.postprocess.replace(score_thr=score_thr, nms_thr=nms_thr, pre_nms_topk=pre_nms_topk,
                                                       max_faces=min(caps) if caps else None)

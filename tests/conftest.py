@@ -62,3 +62,16 @@ def easy_images(images, n: int, size: int):
         if 1 <= len(im) <= 3 and side.min() > 24 and side.max() < 80:
             out.append(im)
     return out[:n]
+
+
+def tiny_wider_val(tmp_path, images: int = 2):
+    """A WIDER root with the first `images` validation images of the first event (symlinks), so the
+    official protocol runs in seconds. Returns (root, event folder)."""
+    val = tmp_path / "wider"
+    event = sorted((WIDER / "WIDER_val" / "images").iterdir())[0]
+    (val / "WIDER_val" / "images" / event.name).mkdir(parents=True)
+    for img in sorted(event.glob("*.jpg"))[:images]:
+        (val / "WIDER_val" / "images" / event.name / img.name).symlink_to(img)
+    (val / "ground_truth").symlink_to(WIDER / "ground_truth")
+    (val / "wider_face_split").symlink_to(WIDER / "wider_face_split")
+    return val, event

@@ -16,7 +16,7 @@ from leanface.infer import Detector
 from leanface.models import create_model, get_config
 from leanface.train import TrainConfig, box_iou, train
 
-from ..conftest import WIDER, easy_images
+from ..conftest import WIDER, easy_images, tiny_wider_val
 
 
 def test_tiny_model_overfits_real_images(wider_train, tmp_path):
@@ -127,13 +127,7 @@ def test_cli_train_user_errors(tmp_path, capsys):
 
 def test_periodic_wider_evaluation(wider_train, tmp_path):
     # A WIDER root with two validation images (symlinks), so the official protocol runs in seconds.
-    val = tmp_path / "wider"
-    event = sorted((WIDER / "WIDER_val" / "images").iterdir())[0]
-    (val / "WIDER_val" / "images" / event.name).mkdir(parents=True)
-    for img in sorted(event.glob("*.jpg"))[:2]:
-        (val / "WIDER_val" / "images" / event.name / img.name).symlink_to(img)
-    (val / "ground_truth").symlink_to(WIDER / "ground_truth")
-    (val / "wider_face_split").symlink_to(WIDER / "wider_face_split")
+    val, event = tiny_wider_val(tmp_path)
     cfg = TrainConfig(procs=1, epochs=2, batch_size=2, img_size=64, workers=0, eval_interval=2, out_dir=str(tmp_path / "run"))
     result = train(cfg, "scrfd_500m", wider_train[:2], val_data=val, progress=False)
     assert "hard" not in result.history[0]

@@ -16,7 +16,7 @@ from leanface.models import create_model, get_config, save_checkpoint
 from leanface.models.importers import import_weights
 from leanface.train import TrainConfig, box_iou, losses, train
 
-from ..conftest import SHARED, WIDER, easy_images, need
+from ..conftest import SHARED, easy_images, need, tiny_wider_val
 
 
 def _best_ious(weights, images, size: int) -> np.ndarray:
@@ -84,13 +84,7 @@ def test_dataset_normalises_with_the_model_statistics(wider_train):
 
 def test_cli_train_eval_resume_eresfd(wider_train, tmp_path, capsys):
     # A WIDER root with two validation images (symlinks): periodic and `leanface eval` evaluation in seconds.
-    val = tmp_path / "wider"
-    event = sorted((WIDER / "WIDER_val" / "images").iterdir())[0]
-    (val / "WIDER_val" / "images" / event.name).mkdir(parents=True)
-    for img in sorted(event.glob("*.jpg"))[:2]:
-        (val / "WIDER_val" / "images" / event.name / img.name).symlink_to(img)
-    (val / "ground_truth").symlink_to(WIDER / "ground_truth")
-    (val / "wider_face_split").symlink_to(WIDER / "wider_face_split")
+    val, event = tiny_wider_val(tmp_path)
     ann = tmp_path / "faces.jsonl"
     ann.write_text("\n".join(json.dumps({"image": str(im.path), "faces": [{"box": b.tolist()} for b in im.boxes]})
                              for im in wider_train[:2]))

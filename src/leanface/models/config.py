@@ -5,10 +5,10 @@ decodes it), so inference, export and evaluation need no per-model code.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Literal, Union
+
+from .registry import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ Backbone = Union[MobileNetConfig, ResNetConfig]
 
 
 @dataclass(frozen=True)
-class SCRFDConfig:
+class SCRFDConfig(ModelConfig):
     name: str
     backbone: Backbone
     neck: PAFPNConfig
@@ -90,15 +90,6 @@ class SCRFDConfig:
     @property
     def strides(self) -> tuple[int, ...]:
         return self.head.strides
-
-    def replace(self, **changes) -> "SCRFDConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, d: dict) -> "SCRFDConfig":

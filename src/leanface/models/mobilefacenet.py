@@ -9,8 +9,6 @@ entry `mobilefacenet` is the paper's Table 1: ~0.99 M parameters, ~0.22 G multip
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Family, register_family, register_model
+from .registry import Family, ModelConfig, register_family, register_model
 
 
 @dataclass(frozen=True)
-class MobileFaceNetConfig:
+class MobileFaceNetConfig(ModelConfig):
     """stages: (expansion t, width c, blocks n, first stride s) per stage, as in the paper's Table 1."""
 
     name: str
@@ -40,15 +38,6 @@ class MobileFaceNetConfig:
     @property
     def has_landmarks(self) -> bool:
         return False
-
-    def replace(self, **changes) -> "MobileFaceNetConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, d: dict) -> "MobileFaceNetConfig":

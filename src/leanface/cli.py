@@ -43,12 +43,14 @@ def _size(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or 'original', got {text!r}") from None
 
 
-def _add_detector_args(p: argparse.ArgumentParser, score_thr: float = 0.5, nms_thr: float = 0.4) -> None:
+def _add_detector_args(p: argparse.ArgumentParser, score_thr: float | None = 0.5, nms_thr: float = 0.4) -> None:
     p.add_argument("--model", help="zoo name (default: read from --weights, or the bundled default model)")
     p.add_argument("--weights", help="leanface .pt weights or an .onnx file (default: bundled model)")
     p.add_argument("--size", type=_size, default=640, help="network long side, or 'original' (default 640)")
     p.add_argument("--letterbox", action="store_true", help="pad to size x size (official canvas)")
-    p.add_argument("--score-thr", type=float, default=score_thr, help=f"score threshold (default {score_thr})")
+    p.add_argument("--score-thr", type=float, default=score_thr,
+                   help=f"score threshold (default {score_thr})" if score_thr is not None else
+                   "score threshold (default: 0.02 for WIDER FACE, 0.3 for verification)")
     p.add_argument("--nms-thr", type=float, default=nms_thr, help=f"NMS IoU threshold (default {nms_thr})")
     p.add_argument("--max-faces", type=int, help="keep at most this many faces per image")
     p.add_argument("--pre-nms-topk", type=int,
@@ -208,12 +210,19 @@ def _cmd_bench(args) -> int:
 def _add_eval(sub):
     from .eval.widerface import WIDER_PROTOCOL
 
-    p = sub.add_parser("eval", help="WIDER FACE val AP (easy/medium/hard) of a model or of a prediction folder")
-    p.add_argument("--data", required=True, help="WIDER FACE root (WIDER_val/images/, ground_truth/*.mat)")
-    p.add_argument("--preds", help="score this submission folder (<event>/<image>.txt) instead of running a model")
-    _add_detector_args(p, score_thr=WIDER_PROTOCOL["score_thr"], nms_thr=WIDER_PROTOCOL["nms_thr"])
-    p.add_argument("--output", help="folder for predictions, JSON record and PR plot "
-                                    "(default: runs/eval/<model>-<size>, or the --preds folder)")
+    p = sub.add_parser("eval", help="WIDER FACE val AP (easy/medium/hard) of a detector, or LFW / pairs-file "
+                                    "verification accuracy of an embedder")
+    p.add_argument("--data", required=True, help="WIDER FACE root (WIDER_val/images/, ground_truth/*.mat), or an "
+                                                 "LFW folder (pairs.txt, lfw-deepfunneled/), or the root of --pairs")
+    p.add_argument("--preds", help="WIDER: score this submission folder (<event>/<image>.txt) instead of running a model")
+    _add_detector_args(p, score_thr=None, nms_thr=WIDER_PROTOCOL["nms_thr"])
+    v = p.add_argument_group("verification (LFW or --pairs): --model/--weights name the embedder")
+    v.add_argument("--pairs", help="pairs file: path1<TAB>path2<TAB>same (1/0)<TAB>fold, paths relative to --data")
+    v.add_argument("--aligned", action="store_true", help="the images are aligned crops of the embedder's input size")
+    _add_embedder_args(v)
+    v.add_argument("--det-weights", help="detector weights for alignment (default: the bundled detector)")
+    p.add_argument("--output", help="folder for the JSON record and plot (WIDER: also predictions; default: "
+                                    "runs/eval/<model>-<size>, or the --preds folder)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return p
 
@@ -222,10 +231,20 @@ def _cmd_eval(args) -> int:
     import json
     from pathlib import Path
 
+    from .data.pairs import LFW_IMAGES
     from .eval import evaluate_detector, evaluate_folder, load_ground_truth, sha256_file, write_report
     from .eval.report import PLOT_NAME, RECORD_NAME
+    from .eval.widerface import WIDER_PROTOCOL
 
-    gt = load_ground_truth(args.data)
+    if args.pairs or (Path(args.data) / "pairs.txt").is_file():
+        return _eval_verification(args)
+    try:
+        gt = load_ground_truth(args.data)
+    except LeanfaceError as exc:
+        raise LeanfaceError(f"{exc} (eval takes a WIDER FACE root, an LFW folder with pairs.txt and "
+                            f"{LFW_IMAGES}/, or --pairs FILE)") from None
+    if args.score_thr is None:
+        args.score_thr = WIDER_PROTOCOL["score_thr"]
     settings: dict = {"protocol": "WIDER FACE val (official): IoU 0.5, 1000 thresholds, VOC all-point AP"}
     if args.preds:
         if args.model or args.weights:
@@ -262,6 +281,139 @@ def _cmd_eval(args) -> int:
               f"{record['extra_predictions']} extra (ignored)")
     print(f"saved {out / RECORD_NAME} and {out / PLOT_NAME}")
     return 0
+
+
+def _eval_verification(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .data import load_pairs
+    from .eval import evaluate_pairs, write_verification_report
+    from .eval.pairs_eval import VERIFY_SCORE_THR
+
+    if args.preds:
+        raise LeanfaceError("--preds is for WIDER FACE; verification runs an embedder (--weights)")
+    pairs = load_pairs(args.data, args.pairs)
+    if args.score_thr is None:
+        args.score_thr = VERIFY_SCORE_THR
+    rec = _recognizer(args)
+    record, curves = evaluate_pairs(rec, pairs, aligned=args.aligned, progress=not args.json)
+    name = rec.embedder.name
+    out = Path(args.output or Path("runs") / "eval" / f"{Path(name).stem}-{'lfw' if not args.pairs else 'pairs'}")
+    record = write_verification_report(
+        {**record, "model": name, "weights": getattr(rec.embedder, "weights", None),
+         "detector": rec.detector.weights or rec.detector.config.name, "aligned": args.aligned, "flip": args.flip,
+         "protocol": "LFW View 2: 10 folds, threshold chosen on the other 9 by accuracy" if not args.pairs else
+         "pairs file: per fold, threshold chosen on the other folds by accuracy",
+         "data": str(args.data), "pairs_file": str(pairs.source)}, curves, out, title=name)
+    if args.json:
+        print(json.dumps(record))
+        return 0
+    print(f"{name}: accuracy {100 * record['accuracy']:.2f}% +- {100 * record['accuracy_std']:.2f} "
+          f"over {record['folds']} folds, {record['pairs']} pairs; TAR@FAR=1e-3 {100 * record['tar_at_far_1e-3']:.2f}%, "
+          f"TAR@FAR=1e-2 {100 * record['tar_at_far_1e-2']:.2f}%; threshold on all pairs {record['threshold']:.4f}")
+    print(f"  {record['no_face']} pairs with a photo where no face was found (centre crop), "
+          f"{record['skipped_pairs']} pairs skipped (unreadable images); "
+          f"{record['ms_per_image']:.1f} ms per image, scoring {record['scoring_ms']:.0f} ms")
+    print(f"saved {record['record']} and {record['roc_plot']}")
+    return 0
+
+
+# --- recognition ------------------------------------------------------------------------------
+def _add_embedder_args(p) -> None:
+    p.add_argument("--mean", help="embedder input mean, R,G,B (pixel - mean) / std (default: what the file says, "
+                                  "else 0)")
+    p.add_argument("--std", help="embedder input std, R,G,B (default: what the file says, else 1)")
+    p.add_argument("--flip", action="store_true", help="average each face's embedding with its mirror image's")
+    p.add_argument("--threshold", type=float, help="cosine similarity above which faces are the same person "
+                                                   "(default: the one stored in the embedder file)")
+
+
+def _add_recognizer_args(p) -> None:
+    p.add_argument("--weights", help="the embedder: leanface .pt or a 112x112 ONNX embedder")
+    p.add_argument("--model", help="embedder zoo name (default: read from --weights)")
+    _add_embedder_args(p)
+    p.add_argument("--det-weights", help="detector weights (default: the bundled detector)")
+    p.add_argument("--size", type=_size, default=640, help="detector long side, or 'original' (default 640)")
+    p.add_argument("--score-thr", type=float, default=0.5, help="detector score threshold (default 0.5)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per detector call (default 8)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: one per core)")
+
+
+def _recognizer(args):
+    from .infer import Detector
+    from .recognize import Recognizer
+
+    size = getattr(args, "size", 640)
+    detector = Detector(weights=args.det_weights, size=size, score_thr=args.score_thr,
+                        batch_size=args.batch_size, threads=args.threads)
+    return Recognizer(args.weights, model=args.model, mean=args.mean, std=args.std, flip=args.flip,
+                      threshold=args.threshold, detector=detector, threads=args.threads)
+
+
+def _add_embed(sub):
+    p = sub.add_parser("embed", help="faces and their embeddings in images, folders and videos (JSON lines)")
+    p.add_argument("paths", nargs="+", help="images, folders of images, or video files")
+    _add_recognizer_args(p)
+    p.add_argument("--json-out", help="write one JSON object per image (per frame for videos): box, score, "
+                                      "landmarks, embedding per face")
+    p.add_argument("--save-dir", help="write annotated images here")
+    return p
+
+
+def _cmd_embed(args) -> int:
+    from .infer.detect_files import run_detect
+
+    return run_detect(_recognizer(args), args.paths, json_out=args.json_out, save_dir=args.save_dir, verb="embed")
+
+
+def _add_verify(sub):
+    p = sub.add_parser("verify", help="are the main faces of two photos the same person?")
+    p.add_argument("a", help="first photo")
+    p.add_argument("b", help="second photo")
+    _add_recognizer_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return p
+
+
+def _cmd_verify(args) -> int:
+    import json
+
+    result = _recognizer(args).verify(args.a, args.b)
+    if args.json:
+        print(json.dumps({"a": args.a, "b": args.b, **result.to_dict()}))
+    else:
+        print(f"similarity {result.similarity:.4f}: {'same person' if result.same else 'different people'} "
+              f"(threshold {result.threshold:.4f})")
+    return 0
+
+
+def _add_identify(sub):
+    p = sub.add_parser("identify", help="name the faces in images, folders and videos against a gallery folder")
+    p.add_argument("paths", nargs="+", help="images, folders of images, or video files")
+    p.add_argument("--gallery", required=True, help="folder of identity sub-folders (GALLERY/<name>/*.jpg)")
+    _add_recognizer_args(p)
+    p.add_argument("--cache", help="gallery embedding cache file (default: one per setup under "
+                                   "~/.cache/leanface/gallery)")
+    p.add_argument("--no-cache", action="store_true", help="embed the gallery afresh and keep no cache")
+    p.add_argument("--json-out", help="write one JSON object per image (per frame for videos): box, score, "
+                                      "landmarks, embedding, identity, similarity per face")
+    p.add_argument("--save-dir", help="write images annotated with names here")
+    return p
+
+
+def _cmd_identify(args) -> int:
+    from .infer.detect_files import run_detect
+    from .recognize import Identifier, build_gallery, require_threshold
+
+    rec = _recognizer(args)
+    require_threshold(rec)  # say so before embedding the gallery
+    gallery = build_gallery(args.gallery, rec, cache=False if args.no_cache else args.cache,
+                            report=lambda m: print(f"leanface identify: warning: {m}", file=sys.stderr))
+    print(f"gallery {args.gallery}: {len(gallery.identities)} identities, {len(gallery.names)} images enrolled",
+          file=sys.stderr)
+    return run_detect(Identifier(rec, gallery), args.paths, json_out=args.json_out, save_dir=args.save_dir,
+                      verb="identify")
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -546,7 +698,8 @@ def _cmd_search(args) -> int:
 
 COMMANDS: list = [
     (_add_info, _cmd_info), (_add_convert, _cmd_convert), (_add_detect, _cmd_detect), (_add_demo, _cmd_demo),
-    (_add_export, _cmd_export), (_add_bench, _cmd_bench), (_add_eval, _cmd_eval),
+    (_add_export, _cmd_export), (_add_bench, _cmd_bench), (_add_eval, _cmd_eval), (_add_embed, _cmd_embed),
+    (_add_verify, _cmd_verify), (_add_identify, _cmd_identify),
     (_add_train, _cmd_train), (_add_stats, _cmd_stats), (_add_search, _cmd_search),
 ]
 

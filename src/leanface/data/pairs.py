@@ -20,12 +20,19 @@ LFW_IMAGES = "lfw-deepfunneled"
 
 @dataclass(frozen=True)
 class Pairs:
-    """left[k], right[k]: image paths; same (P,) bool; fold (P,) int, 0-based."""
+    """left[k], right[k]: image paths; same (P,) bool; fold (P,) int, 0-based; line (P,): the pair's
+    1-based line in `source`, the pairs file (for error messages)."""
 
     left: list[Path]
     right: list[Path]
     same: np.ndarray
     fold: np.ndarray
+    line: np.ndarray | None = None
+    source: Path | None = None
+
+    def where(self, k: int) -> str:
+        """'pairs.txt:12' for pair k."""
+        return f"{self.source}:{int(self.line[k])}" if self.line is not None else f"pair {k + 1}"
 
     def __len__(self) -> int:
         return len(self.same)
@@ -38,7 +45,10 @@ class Pairs:
 
 def read_lfw_pairs(path: str | os.PathLike, image_root: str | os.PathLike) -> Pairs:
     path, root = Path(path), Path(image_root)
-    lines = _lines(path)
+    raw = _lines(path, keep_numbering=True)
+    numbering = [i + 1 for i, ln in enumerate(raw) if ln.strip()]  # file line of each non-blank line
+    lines = [ln for ln in raw if ln.strip()]
+    numbers: list[int] = []
     head = lines[0].split() if lines else []
     if len(head) != 2 or not all(h.isdigit() for h in head):
         raise LeanfaceError(f"{path}:1: expected the header 'folds pairs_per_class' (LFW: '10 300')")
@@ -48,7 +58,7 @@ def read_lfw_pairs(path: str | os.PathLike, image_root: str | os.PathLike) -> Pa
         raise LeanfaceError(f"{path}: {len(body)} pair lines, the header promises {folds} x 2 x {per_class}")
     left, right, same, fold = [], [], [], []
     for k, line in enumerate(body):
-        parts, where = line.split(), f"{path}:{k + 2}"
+        parts, where = line.split(), f"{path}:{numbering[k + 1]}"
         try:
             if len(parts) == 3:
                 a, b = (parts[0], int(parts[1])), (parts[0], int(parts[2]))
@@ -65,12 +75,13 @@ def read_lfw_pairs(path: str | os.PathLike, image_root: str | os.PathLike) -> Pa
         right.append(root / b[0] / f"{b[0]}_{b[1]:04d}.jpg")
         same.append(is_same)
         fold.append(k // (2 * per_class))
-    return Pairs(left, right, np.array(same), np.array(fold))
+        numbers.append(numbering[k + 1])
+    return Pairs(left, right, np.array(same), np.array(fold), np.array(numbers), path)
 
 
 def read_pairs_file(path: str | os.PathLike, root: str | os.PathLike) -> Pairs:
     path, root = Path(path), Path(root)
-    left, right, same, fold = [], [], [], []
+    left, right, same, fold, numbers = [], [], [], [], []
     for k, line in enumerate(_lines(path, keep_numbering=True)):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -83,9 +94,10 @@ def read_pairs_file(path: str | os.PathLike, root: str | os.PathLike) -> Pairs:
         right.append(root / parts[1])
         same.append(flag in ("1", "true"))
         fold.append(int(parts[3]))
+        numbers.append(k + 1)
     if not same:
         raise LeanfaceError(f"{path}: no pairs")
-    return Pairs(left, right, np.array(same), np.array(fold))
+    return Pairs(left, right, np.array(same), np.array(fold), np.array(numbers), path)
 
 
 def load_pairs(data: str | os.PathLike, pairs: str | os.PathLike | None = None) -> Pairs:

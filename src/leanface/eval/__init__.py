@@ -1,6 +1,7 @@
 """Evaluation: the official WIDER FACE protocol (easy/medium/hard AP) for any detector or prediction folder,
 and the face-verification protocol (LFW View 2: 10-fold accuracy, TAR at FAR)."""
-from .plots import plot_pr_curves
+from .pairs_eval import evaluate_pairs, write_verification_report
+from .plots import plot_pr_curves, plot_roc
 from .report import evaluate_detector, sha256_file, write_report
 from .verification import VerificationResult, roc_curve, tar_at_far, verification_protocol
 from .submission import predict_images, read_prediction_file, read_predictions, write_prediction_file
@@ -9,7 +10,7 @@ from .widerface import (SETTINGS, WIDER_PROTOCOL, FolderEvaluation, SettingResul
 
 __all__ = [
     "SETTINGS", "WIDER_PROTOCOL", "FolderEvaluation", "VerificationResult", "SettingResult", "WiderGroundTruth", "WiderResult", "evaluate",
-    "evaluate_detector", "evaluate_folder", "find_val_images", "load_ground_truth", "plot_pr_curves",
+    "evaluate_detector", "evaluate_folder", "evaluate_pairs", "plot_roc", "write_verification_report", "find_val_images", "load_ground_truth", "plot_pr_curves",
     "predict_images", "present_images", "read_prediction_file", "read_predictions", "sha256_file", "voc_ap",
     "roc_curve", "tar_at_far", "verification_protocol", "write_prediction_file", "write_report",
 ]

@@ -27,3 +27,23 @@ def plot_pr_curves(result: WiderResult, path: str | os.PathLike, title: str = ""
     subtitle = f"WIDER FACE val: {result.images} images, {result.events} events"
     ax.set_title(f"{title}\n{subtitle}" if title else subtitle, fontsize=10)
     save_figure(fig, path, dpi=120)
+
+
+def plot_roc(far, tar, path: str | os.PathLike, title: str = "") -> None:
+    """A verification ROC: true accept rate against false accept rate (log scale), saved as PNG."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    far, tar = np.asarray(far), np.asarray(tar)
+    keep = far > 0  # a log axis has no zero
+    ax.plot(far[keep], tar[keep], color="tab:blue")
+    low = min(max(far[keep].min(), 1e-4), 1e-2) if keep.any() else 1e-4
+    ax.set(xscale="log", xlim=(low, 1), ylim=(0, 1.01),
+           xlabel="false accept rate", ylabel="true accept rate")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(title, fontsize=10)
+    save_figure(fig, path, dpi=120)

@@ -1,8 +1,10 @@
 """ONNX export of any registered model: its `forward_export` outputs (SCRFD: the official layout,
-input `input.1`, outputs score_8 ... kps_32; the SSD families: loc, score).
+input `input.1`, outputs score_8 ... kps_32; the SSD families: loc, score; embedders: `embedding`,
+(B, D), L2-normalised).
 
-Batch, height and width are dynamic. The model config is embedded as metadata so the Detector
-can run the file alone; official-layout consumers simply ignore it.
+Detectors: batch, height and width are dynamic. Embedders: the batch is dynamic, the input is the
+config's fixed square. The model config (with the input normalisation) is embedded as metadata so the
+Detector or the Recognizer can run the file alone; official-layout consumers simply ignore it.
 """
 from __future__ import annotations
 
@@ -29,13 +31,20 @@ class _ExportView(nn.Module):
 
 
 def export_onnx(net: nn.Module, path: str | os.PathLike, sample_hw: tuple[int, int] = (640, 640)) -> None:
-    """Write `net` (eval mode) to `path` atomically. Outputs are (B, N_s, C), names `net.output_names`."""
+    """Write `net` (eval mode) to `path` atomically. Detector outputs are (B, N_s, C), embedder outputs
+    (B, D); names `net.output_names`."""
     import onnx
+
+    from ..models import get_family
 
     net = net.eval()
     names = list(net.output_names)
-    dynamic = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
-    dynamic.update({n: {0: "batch", 1: f"anchors_{n}"} for n in names})
+    if get_family(net.cfg.family).task == "embed":
+        sample_hw = (net.cfg.input_size, net.cfg.input_size)
+        dynamic = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}}
+    else:
+        dynamic = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
+        dynamic.update({n: {0: "batch", 1: f"anchors_{n}"} for n in names})
     buf = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(_ExportView(net).eval(), torch.zeros(1, 3, *sample_hw), buf, input_names=[INPUT_NAME],

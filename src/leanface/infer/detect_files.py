@@ -1,4 +1,8 @@
-"""`leanface detect` / `leanface demo`: files, folders and videos in; JSON lines, annotated images, crops out."""
+"""`leanface detect` / `leanface demo`: files, folders and videos in; JSON lines, annotated images, crops out.
+
+`run_detect` takes any pipeline with the Detector's call shape (`detect(list) -> list[Faces]`,
+`stream(frames)`, `batch_size`), so the recognition verbs (`embed`, `identify`) reuse the same file,
+folder and video handling, output checks and incremental writing."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,7 +34,8 @@ class _Outputs:
     """Results written as they arrive: one JSON line per image, flushed (a killed run leaves complete
     records), annotated images and crops under save_dir. Locations are checked before any work."""
 
-    def __init__(self, json_out: str | None, save_dir: str | None, crops: bool):
+    def __init__(self, json_out: str | None, save_dir: str | None, crops: bool, verb: str = "detect"):
+        self.verb = verb
         self.save_dir = Path(save_dir) if save_dir else None
         self.crops = crops
         self.count = 0
@@ -63,6 +68,10 @@ class _Outputs:
         if self.crops:
             for k, crop in enumerate(faces.crops(image)):
                 _write_image(self.save_dir / "crops" / f"{name}_{k}.jpg", crop)
+
+    def report(self, message: str) -> None:
+        """One error line for an input that failed (above the progress bar, not inside it)."""
+        tqdm.write(f"leanface {self.verb}: error: {message}", file=sys.stderr)
 
     def image_path(self, name: str) -> Path | None:
         return None if self.save_dir is None else self.save_dir / f"{name}.jpg"
@@ -121,7 +130,7 @@ def _gather(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[Path
 
 
 def run_detect(detector: Detector, paths: list[str], json_out: str | None = None, save_dir: str | None = None,
-               crops: bool = False) -> int:
+               crops: bool = False, verb: str = "detect") -> int:
     """Detect over every input. An input that cannot be used (missing, unreadable image or video) is reported
     on one line and the rest is still processed and written; the exit status is then 2. Outputs are
     checked before any work: they must be writable and may not overwrite an input."""
@@ -129,7 +138,7 @@ def run_detect(detector: Detector, paths: list[str], json_out: str | None = None
     if not images and not videos:
         raise LeanfaceError(errors[0] if len(errors) == 1 else "no usable input: " + "; ".join(errors))
     names = _output_names(images)
-    out = _Outputs(json_out, save_dir, crops)
+    out = _Outputs(json_out, save_dir, crops, verb)
     inputs = {p.resolve() for p, _ in images} | {v.resolve() for v in videos}
     written = [out.image_path(n) for n in names] + ([Path(json_out)] if json_out else [])
     clobbered = [t for t in written if t is not None and t.resolve() in inputs]
@@ -137,7 +146,7 @@ def run_detect(detector: Detector, paths: list[str], json_out: str | None = None
         raise LeanfaceError(f"{clobbered[0]}: an output would overwrite this input; choose another output location")
     out.open()
     for message in errors:
-        _report(message)
+        out.report(message)
     failures = len(errors)
     try:
         failures += _detect_images(detector, images, names, out)
@@ -151,15 +160,13 @@ def run_detect(detector: Detector, paths: list[str], json_out: str | None = None
     return 2 if failures else 0
 
 
-def _report(message: str) -> None:
-    tqdm.write(f"leanface detect: error: {message}", file=sys.stderr)
 
 
 def _detect_images(detector: Detector, images: list[tuple[Path, Path | None]], names: list[str],
                    out: _Outputs) -> int:
     failures = 0
     show = len(images) > 1
-    bar = tqdm(total=len(images), desc="detect", unit="img", disable=not show, file=sys.stderr)
+    bar = tqdm(total=len(images), desc=out.verb, unit="img", disable=not show, file=sys.stderr)
     step = detector.batch_size
     for start in range(0, len(images), step):
         chunk, arrays, chunk_names = [], [], []
@@ -167,7 +174,7 @@ def _detect_images(detector: Detector, images: list[tuple[Path, Path | None]], n
             try:
                 arrays.append(read_image(path))
             except LeanfaceError as exc:
-                _report(str(exc))
+                out.report(str(exc))
                 failures += 1
                 continue
             chunk.append(path)
@@ -176,7 +183,9 @@ def _detect_images(detector: Detector, images: list[tuple[Path, Path | None]], n
             faces = dataclasses.replace(faces, source=str(path))
             out.add(faces, img, name)
             if not show:
-                print(f"{path}: {len(faces)} faces")
+                named = "" if faces.identities is None else ": " + ", ".join(
+                    f"{n} ({v:.2f})" for n, v in zip(faces.identities, faces.similarities))
+                print(f"{path}: {len(faces)} faces{named}")
         bar.update(len(images[start:start + step]))
     bar.close()
     return failures
@@ -188,7 +197,7 @@ def _detect_video(detector: Detector, video: Path, out: _Outputs) -> int:
     try:
         frames, count, fps = video_frames(video)
     except LeanfaceError as exc:
-        _report(str(exc))
+        out.report(str(exc))
         return 1
     vbar = tqdm(total=count or None, desc=video.name, unit="frame", file=sys.stderr)
     kept: list[np.ndarray] = []

@@ -27,7 +27,7 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "scrfd_500m_
 DEFAULT_ONNX = DEFAULT_WEIGHTS.with_suffix(".onnx")
 
 
-def onnx_session(path: str | os.PathLike, threads: int | None = None):
+def onnx_session(path: str | os.PathLike | bytes, threads: int | None = None):
     """An onnxruntime CPU session (quiet logging) with `threads` intra-op threads (None: one per core) that
     do not spin: spinning threads collapse under load on a shared machine (2 threads: 29 ms per call with
     spinning, 13 ms without, beside a training job; docs/LAB_NOTES.md)."""
@@ -38,7 +38,8 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None):
     opts.intra_op_num_threads = threads or _cores()
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)  # bytes: a model rewritten in memory
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 def _cores() -> int:

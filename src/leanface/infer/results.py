@@ -1,4 +1,5 @@
-"""Typed detection results."""
+"""Typed results: detections, and the same record with embeddings and identities from the recognition
+stage (one result type for both, not a parallel structure)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,11 +10,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Face:
-    """One detection: box (4,) x1y1x2y2 and landmarks (5, 2) or None in original-image pixels."""
+    """One detection: box (4,) x1y1x2y2 and landmarks (5, 2) or None in original-image pixels; from the
+    recognition stage, embedding (D,) L2-normalised, and identity / similarity against a gallery."""
 
     box: np.ndarray
     score: float
     landmarks: np.ndarray | None
+    embedding: np.ndarray | None = None
+    identity: str | None = None
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,8 @@ class Faces:
     boxes: (N, 4) float32, x1y1x2y2 in original-image pixels; scores: (N,) float32 in [0, 1],
     descending; landmarks: (N, 5, 2) float32 (left eye, right eye, nose, left mouth corner,
     right mouth corner) in original-image pixels, or None for models without landmarks.
+    From a Recognizer: embeddings (N, D) float32, L2-normalised; from identification, identities
+    (N names, "unknown" below the threshold) and similarities (N,) to the best gallery match.
     """
 
     boxes: np.ndarray
@@ -31,18 +38,26 @@ class Faces:
     width: int
     height: int
     source: str | None = None
+    embeddings: np.ndarray | None = None
+    identities: tuple[str, ...] | None = None
+    similarities: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def __getitem__(self, index):
         """faces[i] -> Face; faces[1:3], faces[mask], faces[[0, 2]] -> Faces of the same image."""
+        def pick(field):
+            return None if field is None else field[index]
+
         if isinstance(index, (int, np.integer)):
-            return Face(self.boxes[index], float(self.scores[index]),
-                        None if self.landmarks is None else self.landmarks[index])
+            sim = pick(self.similarities)
+            return Face(self.boxes[index], float(self.scores[index]), pick(self.landmarks), pick(self.embeddings),
+                        pick(self.identities), None if sim is None else float(sim))
         index = np.arange(len(self))[index]
-        return Faces(self.boxes[index], self.scores[index], None if self.landmarks is None else self.landmarks[index],
-                     self.width, self.height, self.source)
+        names = None if self.identities is None else tuple(self.identities[i] for i in index)
+        return Faces(self.boxes[index], self.scores[index], pick(self.landmarks), self.width, self.height,
+                     self.source, pick(self.embeddings), names, pick(self.similarities))
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -57,6 +72,11 @@ class Faces:
                 "landmarks": None if self.landmarks is None else
                 [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks[i]],
             })
+            if self.embeddings is not None:
+                faces[-1]["embedding"] = [round(float(v), 6) for v in self.embeddings[i]]
+            if self.identities is not None:
+                faces[-1]["identity"] = self.identities[i]
+                faces[-1]["similarity"] = round(float(self.similarities[i]), 5)
         return {"image": self.source, "width": self.width, "height": self.height, "faces": faces}
 
     def plot(self, image: np.ndarray) -> np.ndarray:
@@ -67,8 +87,9 @@ class Faces:
         for i in range(len(self)):
             x1, y1, x2, y2 = (int(round(v)) for v in self.boxes[i])
             cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 0), thick)
-            cv2.putText(out, f"{self.scores[i]:.2f}", (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.4 * thick, (0, 255, 0), thick)
+            label = f"{self.scores[i]:.2f}" if self.identities is None else \
+                f"{self.identities[i]} {self.similarities[i]:.2f}"
+            cv2.putText(out, label, (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 255, 0), thick)
             if self.landmarks is not None:
                 for (x, y), c in zip(self.landmarks[i], colours):
                     cv2.circle(out, (int(round(x)), int(round(y))), thick + 1, c, -1)

@@ -1,5 +1,11 @@
-"""The recognition stage: what has no other home — face alignment now; the Recognizer and aggregation
-of video frames are to come (embedders live in leanface.models, their losses in leanface.train)."""
+"""The recognition stage: alignment, embedders (ONNX or leanface checkpoints), the Recognizer, and
+identification against a gallery. Embedder networks live in leanface.models, their losses in
+leanface.train; peer adapters (dlib) in leanface.recognize.peers."""
 from .align import ARCFACE_TEMPLATE_112, align_faces, similarity_transform
+from .embedder import Embedder
+from .gallery import UNKNOWN, Gallery, Identifier, build_gallery
+from .recognizer import Recognizer, Verification, centre_crop, primary_face, require_threshold
 
-__all__ = ["ARCFACE_TEMPLATE_112", "align_faces", "similarity_transform"]
+__all__ = ["ARCFACE_TEMPLATE_112", "UNKNOWN", "Embedder", "Gallery", "Identifier", "Recognizer", "Verification",
+           "align_faces", "build_gallery", "centre_crop", "primary_face", "require_threshold",
+           "similarity_transform"]

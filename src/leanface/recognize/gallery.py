@@ -1,0 +1,196 @@
+"""Identification against a gallery: a folder of identity sub-folders (`root/<name>/*.jpg`; an image
+directly in root is an identity named by its file stem), embedded once and cached.
+
+Each gallery image is enrolled by its main face (`primary_face`); an image without a face is reported
+and left out (a centre crop would enrol background). A query face takes the identity whose best image
+is most similar, or "unknown" below the threshold. The cache maps each image's content hash (SHA-1 of
+its bytes) to its embedding, one file per recognition setup (embedder and detector weights and settings),
+so renaming or moving gallery files costs nothing and an edited image is re-embedded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LeanfaceError
+from ..files import atomic_write
+from ..infer import Faces, list_images, read_image
+from .recognizer import Recognizer, primary_face, require_threshold
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """names[i]: the identity of embeddings[i] (M, D), enrolled from files[i]."""
+
+    names: tuple[str, ...]
+    embeddings: np.ndarray
+    files: tuple[str, ...]
+
+    @property
+    def identities(self) -> list[str]:
+        return sorted(set(self.names))
+
+    def match(self, embeddings: np.ndarray, threshold: float) -> tuple[tuple[str, ...], np.ndarray]:
+        """(identity per query, similarity to that identity's best image); "unknown" at or below threshold."""
+        if not len(embeddings):
+            return (), np.zeros(0, np.float32)
+        sims = np.asarray(embeddings, np.float32) @ self.embeddings.T  # (N, M)
+        best = sims.argmax(1)
+        score = sims[np.arange(len(sims)), best]
+        names = tuple(self.names[j] if s > threshold else UNKNOWN for j, s in zip(best, score))
+        return names, score.astype(np.float32)
+
+
+def _setup_key(rec: Recognizer) -> str:
+    """A digest of everything that changes a gallery embedding."""
+    emb, det = rec.embedder, rec.detector
+    parts = {"embedder": _file_digest(getattr(emb, "weights", None)) or getattr(emb, "name", type(emb).__name__),
+             "mean": np.asarray(getattr(emb, "mean", 0)).tolist(), "std": np.asarray(getattr(emb, "std", 1)).tolist(),
+             "flip": getattr(emb, "flip", False), "detector": _file_digest(det.weights) or det.config.name,
+             "size": det.size, "letterbox": det.letterbox, "score_thr": det.postprocess.score_thr}
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_digest(path) -> str | None:
+    if path is None or not os.path.isfile(path):
+        return None
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "leanface" / "gallery"
+
+
+def _load_cache(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return dict(zip(z["keys"].tolist(), z["embeddings"]))
+    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+        print(f"leanface: {path}: unreadable gallery cache; rebuilding it", file=sys.stderr)
+        return {}
+
+
+def _save_cache(path: Path, entries: dict[str, np.ndarray], dim: int) -> None:
+    buf = io.BytesIO()
+    keys = np.array(list(entries), dtype=str)
+    embs = np.stack(list(entries.values())) if entries else np.zeros((0, dim), np.float32)
+    np.savez(buf, keys=keys, embeddings=embs.astype(np.float32))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, binary=True) as f:
+            f.write(buf.getvalue())
+    except OSError as exc:  # the cache is a convenience: identification goes on without it
+        print(f"leanface: {path}: cannot write the gallery cache ({exc.strerror or exc})", file=sys.stderr)
+
+
+def gallery_files(root: str | os.PathLike, report: Callable[[str], None] = lambda m: None) -> list[tuple[str, Path]]:
+    """(identity, image) for every image of the gallery folder, sorted; an identity folder without
+    images is reported and skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LeanfaceError(f"{root}: gallery folder not found (expected a folder of identity sub-folders)")
+    out = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            try:
+                out.extend((entry.name, f) for f in list_images(entry))
+            except LeanfaceError as exc:
+                report(f"{exc}; identity {entry.name!r} left out")
+        elif entry.is_file() and entry.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"):
+            out.append((entry.stem, entry))
+    if not out:
+        raise LeanfaceError(f"{root}: no images in the gallery (expected {root}/<identity>/<image>.jpg)")
+    return out
+
+
+def build_gallery(root: str | os.PathLike, recognizer: Recognizer, cache: str | os.PathLike | bool | None = None,
+                  report: Callable[[str], None] | None = None) -> Gallery:
+    """Enrol every gallery image. cache: a cache file, None for the default one (under
+    $XDG_CACHE_HOME/leanface/gallery), False for none. Unusable images are reported one line each."""
+    report = report or (lambda message: print(f"leanface: {message}", file=sys.stderr))
+    entries = gallery_files(root, report)
+    path = None if cache is False else Path(cache) if cache else default_cache_dir() / f"{_setup_key(recognizer)}.npz"
+    if path is not None and path.is_dir():
+        raise LeanfaceError(f"{path}: the gallery cache names a folder, not a file")
+    cached = _load_cache(path) if path is not None else {}
+    names, embs, files, fresh = [], [], [], 0
+    for identity, file in entries:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            report(f"{file}: cannot read it ({exc.strerror or exc}); left out of the gallery")
+            continue
+        key = hashlib.sha1(data).hexdigest()
+        emb = cached.get(key)
+        if emb is None:
+            try:
+                rgb = read_image(file)
+            except LeanfaceError as exc:
+                report(f"{exc}; left out of the gallery")
+                continue
+            faces = recognizer.detector(rgb)
+            k = primary_face(faces)
+            if k is None:
+                report(f"{file}: no face found; left out of the gallery")
+                cached[key] = np.full(recognizer.embedder.dim, np.nan, np.float32)  # remember: no face
+                fresh += 1
+                continue
+            emb = recognizer.embedder.embed_faces(rgb, faces.boxes[k:k + 1],
+                                                  None if faces.landmarks is None else faces.landmarks[k:k + 1])[0]
+            cached[key] = emb
+            fresh += 1
+        elif np.isnan(emb).any():
+            report(f"{file}: no face found; left out of the gallery")
+            continue
+        names.append(identity)
+        embs.append(emb)
+        files.append(str(file))
+    if path is not None and fresh:
+        _save_cache(path, cached, recognizer.embedder.dim)
+    if not embs:
+        raise LeanfaceError(f"{root}: no face found in any gallery image")
+    return Gallery(tuple(names), np.stack(embs).astype(np.float32), tuple(files))
+
+
+class Identifier:
+    """A Recognizer and a Gallery: Faces with identities and similarities (the Detector's call shape, so
+    the detect verb's file, folder and video handling runs it unchanged)."""
+
+    def __init__(self, recognizer: Recognizer, gallery: Gallery, threshold: float | None = None):
+        self.recognizer, self.gallery = recognizer, gallery
+        self.threshold = require_threshold(recognizer, threshold)
+        self.batch_size = recognizer.batch_size
+
+    def _name(self, faces: Faces) -> Faces:
+        ids, sims = self.gallery.match(faces.embeddings, self.threshold)
+        return dataclasses.replace(faces, identities=ids, similarities=sims)
+
+    def __call__(self, images):
+        if isinstance(images, (list, tuple)):
+            return self.detect(list(images))
+        return self.detect([images])[0]
+
+    def detect(self, images: Sequence) -> list[Faces]:
+        return [self._name(f) for f in self.recognizer.detect(images)]
+
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterable[Faces]:
+        return (self._name(f) for f in self.recognizer.stream(frames))

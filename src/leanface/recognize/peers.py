@@ -1,0 +1,77 @@
+"""Adapters that run peer embedders inside our pipeline, as oracles and benchmarks (optional extras:
+never runtime dependencies of leanface).
+
+dlib's ResNet (`dlib-bin` + `face_recognition_models` from PyPI, the models face_recognition uses) was
+trained on its own 150x150 chips, cut by its own five-point shape predictor (eye corners and the base of
+the nose, not our five points). The adapter keeps that: our detector's box goes to dlib's shape
+predictor, dlib cuts the chip (padding 0.25, as face_recognition does) and its network embeds it.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LeanfaceError
+
+DLIB_MODELS = ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat")
+
+
+def _dlib_model_dir() -> Path:
+    # face_recognition_models' own __init__ needs pkg_resources; its files are found without importing it.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise LeanfaceError("dlib's face models are not installed: pip install face_recognition_models")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
+    missing = [m for m in DLIB_MODELS if not (folder / m).is_file()]
+    if missing:
+        raise LeanfaceError(f"{folder}: {missing[0]} is missing (reinstall face_recognition_models)")
+    return folder
+
+
+class DlibEmbedder:
+    """dlib's 128-d face descriptor, L2-normalised so similarity is a cosine like every leanface embedder.
+    jitters: dlib's num_jitters (0: one pass)."""
+
+    input_size = 150
+    dim = 128
+    flip = False
+    threshold = None
+    boxes_only = True  # dlib finds its own landmarks in the box
+
+    def __init__(self, jitters: int = 0, padding: float = 0.25):
+        try:
+            import dlib
+        except ImportError:
+            raise LeanfaceError("dlib is not installed: pip install dlib-bin face_recognition_models") from None
+        folder = _dlib_model_dir()
+        self._dlib = dlib
+        self._net = dlib.face_recognition_model_v1(str(folder / DLIB_MODELS[0]))
+        self._shape = dlib.shape_predictor(str(folder / DLIB_MODELS[1]))
+        self.jitters, self.padding = int(jitters), float(padding)
+        self.name = "dlib_resnet_v1"
+        self.weights = str(folder / DLIB_MODELS[0])
+
+    def _descriptors(self, chips: list[np.ndarray]) -> np.ndarray:
+        if not chips:
+            return np.zeros((0, self.dim), np.float32)
+        d = np.asarray(self._net.compute_face_descriptor(chips, self.jitters), np.float32).reshape(len(chips), -1)
+        return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """(K, 150, 150, 3) uint8 RGB chips (any face crop, resized) -> (K, 128)."""
+        import cv2
+
+        chips = [np.ascontiguousarray(c if c.shape[:2] == (150, 150) else cv2.resize(c, (150, 150)))
+                 for c in np.asarray(crops)]
+        return self._descriptors(chips)
+
+    def embed_faces(self, image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
+        image = np.ascontiguousarray(image)
+        chips = []
+        for x1, y1, x2, y2 in np.asarray(boxes, np.float64):
+            rect = self._dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))
+            shape = self._shape(image, rect)
+            chips.append(np.asarray(self._dlib.get_face_chip(image, shape, 150, self.padding)))
+        return self._descriptors(chips)

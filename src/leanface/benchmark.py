@@ -58,3 +58,30 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner
             samples[k].append((time.perf_counter() - t) * 1000 / inner)
     return {k: statistics.median(v) for k, v in samples.items()}
 
+
+
+def bench_embedder(embedder, recognizer=None, image=None, repeats: int = 20) -> dict:
+    """ms per face of `embedder` at batch 1 and 32 (aligned crops), and ms per photo of the whole
+    recognizer call (detect, align, embed) when given: medians with the 10-90% range, timed in alternation."""
+    import numpy as np
+
+    size = embedder.input_size
+    crops = np.random.default_rng(0).integers(0, 256, (32, size, size, 3), dtype=np.uint8)
+    calls = {"batch1": (lambda: embedder.embed(crops[:1]), 1), "batch32": (lambda: embedder.embed(crops), 32)}
+    if recognizer is not None:
+        calls["photo"] = (lambda: recognizer(image), 1)
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for fn, _ in calls.values():
+        fn()
+    for r in range(repeats):
+        for k, (fn, n) in calls.items():
+            if k == "batch32" and r % 4:  # 32 crops per call: a quarter of the rounds is enough
+                continue
+            t = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t) * 1000 / n)
+    out = {}
+    for k, v in times.items():
+        q = statistics.quantiles(v, n=10) if len(v) > 1 else v * 9
+        out[f"{k}_ms"], out[f"{k}_p10_ms"], out[f"{k}_p90_ms"] = statistics.median(v), q[0], q[-1]
+    return out

@@ -53,6 +53,7 @@ class _Outputs:
 
     def open(self) -> None:
         if getattr(self, "target", None) is not None:
+            self.target.parent.mkdir(parents=True, exist_ok=True)  # checked writable above
             self.json = open(self.target, "w", encoding="utf-8")
 
     def add(self, faces: Faces, image: np.ndarray, name: str, record: dict | None = None, image_out: bool = True) -> None:

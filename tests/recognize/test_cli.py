@@ -1,0 +1,178 @@
+"""The recognition verbs end to end on real LFW photos (SFace as the embedder): embed, verify, identify,
+eval on a pairs file; and their bad inputs: one line, exit status 2, the rest still processed."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from leanface.cli import main
+
+
+def _photo(lfw, name, i=0):
+    return sorted((lfw / name).glob("*.jpg"))[i]
+
+
+def _flags(sface):
+    return ["--weights", str(sface), "--mean", "0,0,0", "--std", "1,1,1", "--threads", "1", "--score-thr", "0.3"]
+
+
+def test_embed_writes_one_record_per_image(sface, lfw, tmp_path, capsys):
+    out = tmp_path / "emb.jsonl"
+    photos = [_photo(lfw, "George_W_Bush"), _photo(lfw, "Tony_Blair")]
+    missing = tmp_path / "nosuch.jpg"
+    rc = main(["embed", *map(str, photos), str(missing), "--json-out", str(out), *_flags(sface)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nosuch.jpg" in err and "Traceback" not in err  # the missing one fails alone
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["image"] for r in records] == list(map(str, photos))
+    face = records[0]["faces"][0]
+    assert {"box", "score", "landmarks", "embedding"} <= set(face)
+    e = np.array(face["embedding"])
+    assert e.shape == (128,) and abs(np.linalg.norm(e) - 1) < 1e-4
+
+
+def test_verify(sface, lfw, tmp_path, capsys):
+    a, b, c = _photo(lfw, "George_W_Bush", 0), _photo(lfw, "George_W_Bush", 1), _photo(lfw, "Tony_Blair")
+    assert main(["verify", str(a), str(b), *_flags(sface), "--threshold", "0.363", "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert same["same"] is True and same["threshold"] == 0.363 and same["similarity"] > 0.363
+    assert main(["verify", str(a), str(c), *_flags(sface), "--threshold", "0.363"]) == 0
+    assert "different people" in capsys.readouterr().out
+    import cv2
+
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((150, 150, 3), 128, np.uint8))
+    assert main(["verify", str(a), str(blank), *_flags(sface), "--threshold", "0.363"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "wall.png: no face found" in err[0]
+    assert main(["verify", str(a), str(b), *_flags(sface)]) == 2  # no threshold: said before any work
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no decision threshold" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_identify_images_with_a_gallery(sface, lfw, tmp_path, capsys):
+    gallery = tmp_path / "people"
+    for name in ("George_W_Bush", "Tony_Blair"):
+        (gallery / name).mkdir(parents=True)
+        shutil.copy(_photo(lfw, name, 0), gallery / name)
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    shutil.copy(_photo(lfw, "George_W_Bush", 3), queries / "q1.jpg")
+    shutil.copy(_photo(lfw, "Tony_Blair", 3), queries / "q2.jpg")
+    out, save = tmp_path / "ids.jsonl", tmp_path / "annotated"
+    rc = main(["identify", str(queries), "--gallery", str(gallery), *_flags(sface), "--threshold", "0.363",
+               "--cache", str(tmp_path / "g.npz"), "--json-out", str(out), "--save-dir", str(save)])
+    assert rc == 0, capsys.readouterr().err
+    records = {r["image"].rsplit("/", 1)[-1]: r for r in map(json.loads, out.read_text().splitlines())}
+    best = {k: max(r["faces"], key=lambda f: f["similarity"]) for k, r in records.items()}
+    assert best["q1.jpg"]["identity"] == "George_W_Bush" and best["q2.jpg"]["identity"] == "Tony_Blair"
+    assert (save / "q1.jpg").is_file() and (tmp_path / "g.npz").is_file()
+    # Annotated copies may not replace the query photos.
+    before = (queries / "q1.jpg").read_bytes()
+    capsys.readouterr()
+    assert main(["identify", str(queries), "--gallery", str(gallery), *_flags(sface), "--threshold", "0.363",
+                 "--cache", str(tmp_path / "g.npz"), "--save-dir", str(queries)]) == 2
+    assert "would overwrite this input" in capsys.readouterr().err
+    assert (queries / "q1.jpg").read_bytes() == before
+
+
+def test_eval_on_a_pairs_file_reports_bad_lines(sface, lfw, tmp_path, capsys):
+    bush = [f"George_W_Bush/{_photo(lfw, 'George_W_Bush', i).name}" for i in range(4)]
+    blair = [f"Tony_Blair/{_photo(lfw, 'Tony_Blair', i).name}" for i in range(4)]
+    lines = [f"{bush[0]}\t{bush[1]}\t1\t0", f"{blair[0]}\t{bush[2]}\t0\t0", f"{blair[1]}\t{blair[2]}\t1\t1",
+             f"{bush[3]}\t{blair[3]}\t0\t1", f"nobody/none.jpg\t{bush[0]}\t0\t1"]
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("\n".join(lines) + "\n")
+    rc = main(["eval", "--data", str(lfw), "--pairs", str(pairs), *_flags(sface), "--output", str(tmp_path / "ev"),
+               "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0
+    assert f"{pairs}:5" in captured.err and "none.jpg" in captured.err
+    record = json.loads(captured.out)
+    assert record["pairs"] == 4 and record["skipped_pairs"] == 1 and record["folds"] == 2
+    assert record["accuracy"] == 1.0 and record["no_face"] == 0 and record["model"]
+    assert {"accuracy_std", "tar_at_far_1e-3", "tar_at_far_1e-2", "threshold"} <= set(record)
+    assert (tmp_path / "ev" / "verification_roc.png").is_file()
+
+
+def test_eval_on_a_folder_that_is_neither(tmp_path, capsys):
+    assert main(["eval", "--data", str(tmp_path), "--weights", "x.onnx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "LFW folder with pairs.txt" in err[0]
+
+
+def test_identify_bad_gallery(sface, lfw, tmp_path, capsys):
+    assert main(["identify", str(_photo(lfw, "George_W_Bush")), "--gallery", str(tmp_path / "none"),
+                 *_flags(sface), "--threshold", "0.4"]) == 2
+    assert "gallery folder not found" in capsys.readouterr().err
+
+
+def test_a_detector_file_is_not_an_embedder(official, lfw, capsys):
+    assert main(["verify", str(_photo(lfw, "George_W_Bush")), str(_photo(lfw, "George_W_Bush", 1)),
+                 "--weights", str(official["scrfd_500m_kps"][0]), "--threshold", "0.4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a face embedder" in err[0]
+
+
+def test_export_an_embedder_and_evaluate_aligned_crops(sface, lfw, tmp_path, capsys):
+    """`leanface export` writes an embedder ONNX that `eval --aligned` runs from its metadata alone; the
+    crops come from our own alignment of real photos, so --aligned and raw photos agree."""
+    import torch
+
+    from leanface.models import create_model, save_checkpoint
+    from leanface.recognize import Embedder, Recognizer, align_faces, primary_face
+
+    torch.manual_seed(0)
+    net = create_model("mobilefacenet")
+    save_checkpoint(tmp_path / "mfn.pt", net.cfg, net.state_dict())
+    assert main(["export", "mobilefacenet", "--weights", str(tmp_path / "mfn.pt"), "-o", str(tmp_path / "mfn.onnx")]) == 0
+    assert "112x112" in capsys.readouterr().out
+    x = np.random.default_rng(0).integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+    assert np.abs(Embedder(tmp_path / "mfn.pt").embed(x) - Embedder(tmp_path / "mfn.onnx").embed(x)).max() < 1e-4
+
+    rec = Recognizer(sface, mean=0, std=1, score_thr=0.3, threads=1)
+    crops = tmp_path / "crops"
+    names = []
+    import cv2
+
+    for person in ("George_W_Bush", "Tony_Blair"):
+        for i in range(2):
+            photo = _photo(lfw, person, i)
+            faces = rec.detector(photo)
+            k = primary_face(faces)
+            crop = align_faces(cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB), faces.landmarks[k:k + 1])[0]
+            (crops / person).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(crops / person / photo.with_suffix(".png").name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            names.append(f"{person}/{photo.with_suffix('.png').name}")
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(f"{names[0]}\t{names[1]}\t1\t0\n{names[0]}\t{names[2]}\t0\t0\n"
+                     f"{names[2]}\t{names[3]}\t1\t1\n{names[1]}\t{names[3]}\t0\t1\n")
+    rc = main(["eval", "--data", str(crops), "--pairs", str(pairs), "--aligned", *_flags(sface), "--json",
+               "--output", str(tmp_path / "ev")])
+    record = json.loads(capsys.readouterr().out)
+    assert rc == 0 and record["accuracy"] == 1.0 and record["aligned"] is True
+
+
+def test_identify_the_hamilton_clip(sface, tmp_path, capsys):
+    """The real clip: Lin-Manuel Miranda sings, then the audience; the two reference stills are the gallery."""
+    from tests.conftest import SHARED, need
+
+    videos = need(SHARED / "data" / "videos")
+    gallery = tmp_path / "gallery"
+    for name in ("lin-manuel-miranda", "alex-lacamoire"):
+        (gallery / name).mkdir(parents=True)
+        shutil.copy(videos / f"{name}.png", gallery / name)  # RGBA stills: read as RGB
+    out = tmp_path / "ham.jsonl"
+    rc = main(["identify", str(videos / "short_hamilton_clip.mp4"), "--gallery", str(gallery), *_flags(sface),
+               "--score-thr", "0.5", "--threshold", "0.363", "--no-cache", "--json-out", str(out),
+               "--save-dir", str(tmp_path / "annotated")])
+    assert rc == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 275 and records[-1]["frame"] == 274
+    named = [f["identity"] for r in records[:200] for f in r["faces"]]
+    # The singer fills the first 200 frames: nearly every face there must be him, never his pianist.
+    assert named.count("lin-manuel-miranda") >= 0.9 * len(named) and "alex-lacamoire" not in named
+    assert (tmp_path / "annotated" / "short_hamilton_clip.mp4").stat().st_size > 100_000

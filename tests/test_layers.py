@@ -26,7 +26,7 @@ ALLOWED = {
     "train": LEAVES | {"models", "data", "eval", "infer", "recognize"},
     "search": LEAVES | {"models", "data", "eval", "infer", "recognize", "train"},
     "cli": LEAVES | {"models", "data", "eval", "infer", "recognize", "export", "benchmark", "train", "search"},
-    "__init__": LEAVES | {"models", "infer", "export"},
+    "__init__": LEAVES | {"models", "infer", "export", "recognize"},
     "__main__": {"cli"},
 }
 

@@ -70,7 +70,7 @@ def test_resume_equals_uninterrupted_run(wider_train, tmp_path, model, procs):
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 3
     assert straight.metrics["loss"] == pytest.approx(resumed.metrics["loss"], abs=1e-5)
     with open(tmp_path / "b" / "metrics.csv") as f:
-        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]  # epochs completed, as on the bar
     saved = json.loads((tmp_path / "b" / "config.json").read_text())
     assert saved["model"]["name"] == model and saved["train"]["epochs"] == 3
     assert saved["world_size"] == procs and saved["batch_per_process"] == 2 // procs
@@ -111,7 +111,7 @@ def test_cli_train_one_epoch_from_a_jsonl_file(wider_train, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--model", "scrfd_500m", "--data", str(ann), "--out-dir", str(out), "--epochs", "1",
                  "--batch-size", "2", "--img-size", "64", "--workers", "0", "--quiet"]) == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[0])["epoch"] == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["epoch"] == 1
     for name in ("model.pt", "last.pt", "metrics.csv", "config.json", "curves.png"):
         assert (out / name).is_file(), name
 

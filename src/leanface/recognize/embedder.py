@@ -20,7 +20,7 @@ from ..models.registry import ONNX_CONFIG_KEY
 from .align import align_faces
 
 INPUT_SIZE = 112
-# Metadata key of the LFW-calibrated cosine threshold (written by `leanface export` when known).
+# Metadata key of an ONNX embedder's calibrated cosine threshold (read when present).
 THRESHOLD_KEY = "leanface.threshold"
 
 

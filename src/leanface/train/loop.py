@@ -226,12 +226,13 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _read_metrics(path: Path, before_epoch: int) -> list[dict]:
-    """Rows of an existing metrics.csv for epochs already completed (a resumed run rewrites the rest)."""
+def _read_metrics(path: Path, done: int) -> list[dict]:
+    """Rows of an existing metrics.csv for the `done` epochs already completed (a resumed run rewrites the
+    rest). A row's `epoch` counts epochs completed, 1 for the first, as on the progress bar."""
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return [row for row in csv.DictReader(f) if int(row["epoch"]) < before_epoch]
+        return [row for row in csv.DictReader(f) if int(row["epoch"]) <= done]
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
@@ -249,7 +250,7 @@ def _plot_curves(rows: list[dict], path: Path, loss_keys: tuple[str, ...], eval_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [int(r["epoch"]) + 1 for r in rows]
+    epochs = [int(r["epoch"]) for r in rows]
     evaluated = [(e, r) for e, r in zip(epochs, rows) if r.get(eval_keys[-1]) not in (None, "")] if eval_keys else []
     fig, axes = plt.subplots(1, 2 if evaluated else 1, figsize=(10 if evaluated else 5.5, 4), squeeze=False)
     ax_loss = axes[0, 0]
@@ -474,7 +475,7 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
             if ddp.main and progress:
                 bar.set_postfix(loss=f"{sums[task.loss_keys[0]] / seen:.3f}", lr=f"{lr:.2e}")
         seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, "iters": (epoch + 1) * iters_per_epoch, "lr": lr,
+        row = {"epoch": epoch + 1, "iters": (epoch + 1) * iters_per_epoch, "lr": lr,
                **{k: round(v / max(seen, 1), 5) for k, v in sums.items()},
                "images_per_s": round(seen * ddp.world / seconds, 2), "seconds": round(seconds, 1)}
         last = epoch + 1 == cfg.epochs

@@ -130,6 +130,14 @@ def _cmd_convert(args) -> int:
 
 
 # --- detect -----------------------------------------------------------------------------------
+def _add_rerun_flags(p) -> None:
+    """What a verb that writes --json-out does when the file already exists (refused by default)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true",
+                   help="skip the inputs JSON_OUT already has (after an interrupted run) and append the rest")
+    g.add_argument("--exist-ok", action="store_true", help="overwrite an existing JSON_OUT (default: refused)")
+
+
 def _add_detect(sub):
     p = sub.add_parser("detect", help="detect faces in images, folders and videos")
     p.add_argument("paths", nargs="+", help="images, folders of images, or video files")
@@ -137,6 +145,7 @@ def _add_detect(sub):
     p.add_argument("--json-out", help="write one JSON object per image (per frame for videos) to this file")
     p.add_argument("--save-dir", help="write annotated images here")
     p.add_argument("--crops", action="store_true", help="also write face crops to SAVE_DIR/crops")
+    _add_rerun_flags(p)
     return p
 
 
@@ -144,7 +153,7 @@ def _cmd_detect(args) -> int:
     from .infer.detect_files import run_detect
 
     return run_detect(_detector(args), args.paths, json_out=args.json_out, save_dir=args.save_dir,
-                      crops=args.crops)
+                      crops=args.crops, resume=args.resume, exist_ok=args.exist_ok)
 
 
 # --- demo -------------------------------------------------------------------------------------
@@ -388,13 +397,15 @@ def _add_embed(sub):
     p.add_argument("--json-out", help="write one JSON object per image (per frame for videos): box, score, "
                                       "landmarks, embedding per face")
     p.add_argument("--save-dir", help="write annotated images here")
+    _add_rerun_flags(p)
     return p
 
 
 def _cmd_embed(args) -> int:
     from .infer.detect_files import run_detect
 
-    return run_detect(_recognizer(args), args.paths, json_out=args.json_out, save_dir=args.save_dir, verb="embed")
+    return run_detect(_recognizer(args), args.paths, json_out=args.json_out, save_dir=args.save_dir, verb="embed",
+                      resume=args.resume, exist_ok=args.exist_ok)
 
 
 def _add_verify(sub):
@@ -429,6 +440,7 @@ def _add_identify(sub):
     p.add_argument("--json-out", help="write one JSON object per image (per frame for videos): box, score, "
                                       "landmarks, embedding, identity, similarity per face")
     p.add_argument("--save-dir", help="write images annotated with names here")
+    _add_rerun_flags(p)
     return p
 
 
@@ -443,7 +455,7 @@ def _cmd_identify(args) -> int:
     print(f"gallery {args.gallery}: {len(gallery.identities)} identities, {len(gallery.names)} images enrolled",
           file=sys.stderr)
     return run_detect(Identifier(rec, gallery), args.paths, json_out=args.json_out, save_dir=args.save_dir,
-                      verb="identify")
+                      verb="identify", resume=args.resume, exist_ok=args.exist_ok)
 
 
 # --- train ------------------------------------------------------------------------------------

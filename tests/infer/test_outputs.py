@@ -112,6 +112,44 @@ def test_ctrl_c_keeps_the_results_already_written(val_images, tmp_path):
     lines = out.read_text().splitlines()
     assert 3 <= len(lines) < 40
     assert all(json.loads(line)["image"].startswith(str(folder)) for line in lines)
+    # A kill can cut the last line short: --resume drops it, keeps the complete records as they are, and
+    # detects only the rest.
+    with open(out, "a") as f:
+        f.write('{"image": "' + str(folder / "39.jpg"))
+    rc = main(["detect", str(folder), "--model", "scrfd_500m_kps", "--size", "320", "--json-out", str(out), "--resume"])
+    assert rc == 0
+    after = out.read_text().splitlines()
+    assert after[:len(lines)] == lines
+    assert sorted(json.loads(line)["image"] for line in after) == sorted(str(p) for p in folder.iterdir())
+
+
+def test_an_existing_results_file_is_kept_unless_asked(photos, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    out.write_text("my earlier results\n")
+    assert _detect(photos, "--json-out", out) == 2
+    assert "already holds results; --resume skips the inputs it has, --exist-ok overwrites it" in _one_error(capsys)
+    assert out.read_text() == "my earlier results\n"
+    assert _detect(photos, "--json-out", out, "--exist-ok") == 0
+    assert len(out.read_text().splitlines()) == 2
+    assert _detect(photos, "--json-out", out, "--resume") == 0  # nothing left to do
+    assert "2 input(s) already done, 0 to go" in capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 2
+    assert _detect(photos, "--resume") == 2
+    assert "--resume needs --json-out" in _one_error(capsys)
+
+
+def test_resume_redoes_a_video_cut_short(tmp_path, capsys):
+    from tests.conftest import SHARED, need
+
+    clip = need(SHARED / "data" / "videos") / "short_hamilton_clip.mp4"
+    out = tmp_path / "v.jsonl"
+    assert _detect(clip, "--json-out", out, "--max-faces", "1") == 0
+    full = out.read_text().splitlines()
+    out.write_text("\n".join(full[:100]) + "\n")  # killed after 100 of the frames
+    assert _detect(clip, "--json-out", out, "--max-faces", "1", "--resume") == 0
+    assert out.read_text().splitlines() == full
+    assert _detect(clip, "--json-out", out, "--max-faces", "1", "--resume") == 0
+    assert "1 input(s) already done, 0 to go" in capsys.readouterr().err
 
 
 def test_train_refuses_an_existing_run_unless_asked(wider_train, tmp_path, capsys):

@@ -94,7 +94,7 @@ def test_cli_train_eval_resume_eresfd(wider_train, tmp_path, capsys):
     assert main(args + ["--epochs", "1"]) == 0
     assert main(args + ["--epochs", "2", "--resume"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-2])
-    assert metrics["epoch"] == 1 and all(0.0 <= metrics[s] <= 1.0 for s in ("easy", "medium", "hard"))
+    assert metrics["epoch"] == 2 and all(0.0 <= metrics[s] <= 1.0 for s in ("easy", "medium", "hard"))
     assert main(["eval", "--data", str(val), "--weights", str(out / "model.pt"), "--size", "160",
                  "--output", str(tmp_path / "eval"), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ..errors import LeanfaceError
 from ..files import atomic_write
 from .detector import Detector
-from .image import is_video, list_images, read_image, sample_image, video_frames
+from .image import is_video, list_images, read_image, sample_image, video_frame_count, video_frames
 from .results import Faces
 
 
@@ -34,12 +34,17 @@ class _Outputs:
     """Results written as they arrive: one JSON line per image, flushed (a killed run leaves complete
     records), annotated images and crops under save_dir. Locations are checked before any work."""
 
-    def __init__(self, json_out: str | None, save_dir: str | None, crops: bool, verb: str = "detect"):
+    def __init__(self, json_out: str | None, save_dir: str | None, crops: bool, verb: str = "detect",
+                 resume: bool = False, exist_ok: bool = False):
         self.verb = verb
         self.save_dir = Path(save_dir) if save_dir else None
         self.crops = crops
         self.count = 0
         self.json = None
+        self.target: Path | None = None
+        self.records: list[tuple[str, int | None, str]] = []  # (input absolute path, frame or None, line) already done
+        if resume and not json_out:
+            raise LeanfaceError("--resume needs --json-out: the results file is the record of what is done")
         if self.save_dir is not None:
             if self.save_dir.exists() and not self.save_dir.is_dir():
                 raise LeanfaceError(f"{self.save_dir}: --save-dir names a file, not a folder")
@@ -49,26 +54,47 @@ class _Outputs:
             if target.is_dir():
                 raise LeanfaceError(f"{target}: --json-out names a folder, not a file")
             _writable_folder(target.parent, "--json-out")
+            if target.is_file() and target.stat().st_size and not (resume or exist_ok):
+                raise LeanfaceError(f"{target}: already holds results; --resume skips the inputs it has, "
+                                    f"--exist-ok overwrites it")
             self.target = target
+            if resume and target.is_file():
+                self.records = _read_records(target)
+
+    def done(self, videos: dict[str, int]) -> tuple[set[str], set[str]]:
+        """(images, videos) the results file already has in full; `videos`: absolute path -> frame count. A video
+        counts only when every frame is there (it is redone otherwise, its partial lines dropped)."""
+        images = {src for src, frame, _ in self.records if frame is None}
+        frames: dict[str, set[int]] = {}
+        for src, frame, _ in self.records:
+            if frame is not None:
+                frames.setdefault(src, set()).add(frame)
+        finished = {v for v, n in videos.items() if n > 0 and frames.get(v) == set(range(n))}
+        self.records = [r for r in self.records if r[1] is None or r[0] in finished]
+        return images, finished
 
     def open(self) -> None:
-        if getattr(self, "target", None) is not None:
-            self.target.parent.mkdir(parents=True, exist_ok=True)  # checked writable above
-            self.json = open(self.target, "w", encoding="utf-8")
+        """Start the results file: the kept records of a resumed run rewritten whole (atomic), then appended to."""
+        if self.target is None:
+            return
+        self.target.parent.mkdir(parents=True, exist_ok=True)  # checked writable above
+        with atomic_write(self.target) as f:
+            f.writelines(line + "\n" for _, _, line in self.records)
+        self.json = open(self.target, "a", encoding="utf-8")
 
     def add(self, faces: Faces, image: np.ndarray, name: str, record: dict | None = None, image_out: bool = True) -> None:
         """Record one result; image_out=False: no annotated JPEG (video frames go into the annotated video)."""
+        # Images first, the JSON line last: a line in the results file means its outputs exist (--resume).
+        if self.save_dir is not None:
+            if image_out:
+                _write_image(self.save_dir / f"{name}.jpg", faces.plot(image))
+            if self.crops:
+                for k, crop in enumerate(faces.crops(image)):
+                    _write_image(self.save_dir / "crops" / f"{name}_{k}.jpg", crop)
         if self.json is not None:
             self.json.write(json.dumps({**faces.to_dict(), **(record or {})}) + "\n")
             self.json.flush()
         self.count += 1
-        if self.save_dir is None:
-            return
-        if image_out:
-            _write_image(self.save_dir / f"{name}.jpg", faces.plot(image))
-        if self.crops:
-            for k, crop in enumerate(faces.crops(image)):
-                _write_image(self.save_dir / "crops" / f"{name}_{k}.jpg", crop)
 
     def report(self, message: str) -> None:
         """One error line for an input that failed (above the progress bar, not inside it)."""
@@ -80,6 +106,24 @@ class _Outputs:
     def close(self) -> None:
         if self.json is not None:
             self.json.close()
+
+
+def _read_records(path: Path) -> list[tuple[str, int | None, str]]:
+    """The complete records of a results file: (input absolute path, frame or None, line); a line cut short by a
+    kill, or one that is not a record, is left out (that input is redone)."""
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            try:
+                rec = json.loads(line)
+                src = os.path.abspath(rec["image"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            frame = rec.get("frame")
+            records.append((src, frame if isinstance(frame, int) else None, line.rstrip("\n")))
+    return records
 
 
 def _writable_folder(folder: Path, flag: str) -> None:
@@ -131,20 +175,29 @@ def _gather(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[Path
 
 
 def run_detect(detector: Detector, paths: list[str], json_out: str | None = None, save_dir: str | None = None,
-               crops: bool = False, verb: str = "detect") -> int:
+               crops: bool = False, verb: str = "detect", resume: bool = False, exist_ok: bool = False) -> int:
     """Detect over every input. An input that cannot be used (missing, unreadable image or video) is reported
     on one line and the rest is still processed and written; the exit status is then 2. Outputs are
-    checked before any work: they must be writable and may not overwrite an input."""
+    checked before any work: they must be writable and may not overwrite an input; an existing results
+    file is refused unless `resume` (skip the inputs it already has, append the rest) or `exist_ok`."""
     images, videos, errors = _gather(paths)
     if not images and not videos:
         raise LeanfaceError(errors[0] if len(errors) == 1 else "no usable input: " + "; ".join(errors))
     names = _output_names(images)
-    out = _Outputs(json_out, save_dir, crops, verb)
+    out = _Outputs(json_out, save_dir, crops, verb, resume=resume, exist_ok=exist_ok)
     inputs = {p.resolve() for p, _ in images} | {v.resolve() for v in videos}
     written = [out.image_path(n) for n in names] + ([Path(json_out)] if json_out else [])
     clobbered = [t for t in written if t is not None and t.resolve() in inputs]
     if clobbered:
         raise LeanfaceError(f"{clobbered[0]}: an output would overwrite this input; choose another output location")
+    if resume:
+        done_images, done_videos = out.done({os.path.abspath(v): video_frame_count(v) for v in videos})
+        kept = [(im, n) for im, n in zip(images, names) if os.path.abspath(im[0]) not in done_images]
+        skipped = len(images) - len(kept) + len(done_videos)
+        images, names = [im for im, _ in kept], [n for _, n in kept]
+        videos = [v for v in videos if os.path.abspath(v) not in done_videos]
+        print(f"resuming {json_out}: {skipped} input(s) already done, {len(images) + len(videos)} to go",
+              file=sys.stderr)
     out.open()
     for message in errors:
         out.report(message)
@@ -159,8 +212,6 @@ def run_detect(detector: Detector, paths: list[str], json_out: str | None = None
           (f", images in {save_dir}" if save_dir else "") + (f"; {failures} input(s) failed" if failures else ""),
           file=sys.stderr)
     return 2 if failures else 0
-
-
 
 
 def _detect_images(detector: Detector, images: list[tuple[Path, Path | None]], names: list[str],

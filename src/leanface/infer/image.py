@@ -14,6 +14,10 @@ import numpy as np
 from ..errors import LeanfaceError
 from ..images import as_rgb, read_image  # noqa: F401  (re-exported: the inference API reads images)
 
+# FFmpeg's own log lines ("moov atom not found") would reach the terminal beside our one-line errors;
+# quiet unless the user asks for them (OpenCV reads this when it first opens a video).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -33,6 +37,15 @@ def list_images(path: str | os.PathLike) -> list[Path]:
 
 def is_video(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTS
+
+
+def video_frame_count(path: str | os.PathLike) -> int:
+    """The frame count a video's container states (0 if unknown or unreadable)."""
+    cap = cv2.VideoCapture(os.fspath(path))
+    try:
+        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if cap.isOpened() else 0
+    finally:
+        cap.release()
 
 
 def video_frames(path: str | os.PathLike) -> tuple[Iterator[np.ndarray], int, float]:

@@ -76,6 +76,11 @@ def test_output_locations_are_checked_before_any_work(photos, tmp_path, capsys):
         locked.mkdir(mode=0o500)
         assert _detect(photos, "--json-out", locked / "r.jsonl") == 2
         assert "cannot be written" in _one_error(capsys)
+    if Path("/proc/self").is_dir():  # a folder whose permissions say yes and which refuses new files, even to root
+        assert _detect(photos, "--json-out", "/proc/leanface.jsonl") == 2
+        assert "/proc/leanface.jsonl: --json-out cannot be written" in _one_error(capsys)
+        assert _detect(photos, "--save-dir", "/proc/leanface_out") == 2
+        assert "--save-dir cannot be written" in _one_error(capsys)
 
 
 def test_each_bad_input_fails_alone(photos, tmp_path, capsys):
@@ -101,7 +106,9 @@ def test_ctrl_c_keeps_the_results_already_written(val_images, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "leanface.cli", "detect", str(folder), "--model", "scrfd_500m_kps",
                              "--batch-size", "1", "--threads", "1", "--json-out", str(out)],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+                            # A test run started in the background (`cmd &`) ignores SIGINT, and so would the child.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and (not out.is_file() or len(out.read_text().splitlines()) < 3):
         time.sleep(0.2)

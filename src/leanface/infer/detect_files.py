@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -53,7 +54,7 @@ class _Outputs:
             target = Path(json_out)
             if target.is_dir():
                 raise LeanfaceError(f"{target}: --json-out names a folder, not a file")
-            _writable_folder(target.parent, "--json-out")
+            _writable_folder(target.parent, "--json-out", shown=target)
             if target.is_file() and target.stat().st_size and not (resume or exist_ok):
                 raise LeanfaceError(f"{target}: already holds results; --resume skips the inputs it has, "
                                     f"--exist-ok overwrites it")
@@ -126,12 +127,17 @@ def _read_records(path: Path) -> list[tuple[str, int | None, str]]:
     return records
 
 
-def _writable_folder(folder: Path, flag: str) -> None:
+def _writable_folder(folder: Path, flag: str, shown: Path | None = None) -> None:
+    shown = folder if shown is None else shown
     probe = folder.resolve()
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise LeanfaceError(f"{folder}: {flag} cannot be written (no write permission in {probe})")
+        raise LeanfaceError(f"{shown}: {flag} cannot be written (no write permission in {probe})")
+    try:  # permissions are not the whole story (root, read-only mounts, /proc): try it
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as e:
+        raise LeanfaceError(f"{shown}: {flag} cannot be written ({e.strerror} in {probe})") from None
 
 
 def _output_names(inputs: list[tuple[Path, Path | None]]) -> list[str]:

@@ -384,8 +384,8 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
     out = Path(cfg.out_dir)
     if not resume and not exist_ok and int(os.environ.get("RANK", "0")) == 0 and any(
             (out / name).exists() for name in (STATE_NAME, WEIGHTS_NAME, METRICS_NAME)):
-        raise LeanfaceError(f"{out}: holds a training run already; continue it with resume, or pass exist_ok "
-                            f"(--exist-ok) to overwrite it")
+        raise LeanfaceError(f"{out}: holds a training run already; --resume (resume=True) continues it, "
+                            f"--exist-ok (exist_ok=True) overwrites it")
     model_cfg = get_config(model) if isinstance(model, str) else model
     task = _task_for(model_cfg)(cfg, model_cfg, data, val_data)
     if progress and int(os.environ.get("RANK", "0")) == 0 and not os.environ.get("LEANFACE_RANK_CHILD"):

@@ -194,3 +194,14 @@ def test_a_video_gives_json_per_frame_and_an_annotated_video(tmp_path, capsys):
     assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     assert (annotated.get(cv2.CAP_PROP_FRAME_WIDTH), annotated.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 360)
     assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]  # no per-frame JPEGs, no temporary file
+
+
+def test_a_reader_that_leaves_early_is_no_traceback():
+    # `leanface info | head -1`: the pipe closes after one line; the command stops quietly (status 141, as a shell says).
+    proc = subprocess.Popen([sys.executable, "-m", "leanface.cli", "info", "scrfd_500m", "--json"], cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == "", err

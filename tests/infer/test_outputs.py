@@ -205,3 +205,14 @@ def test_a_reader_that_leaves_early_is_no_traceback():
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141, err
     assert err == "", err
+
+
+def test_bench_reports_spread_and_warns_on_a_busy_machine(monkeypatch, capsys):
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert main(["bench", "--repeats", "3", "--size", "320"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: the machine is busy (load 64.0" in err, err
+    assert out.startswith("model ") and "10-90% range of 3" in out, out
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert main(["bench", "--repeats", "3", "--size", "320"]) == 0
+    assert "busy" not in capsys.readouterr().err

@@ -132,9 +132,9 @@ def _writable_folder(folder: Path, flag: str, shown: Path | None = None) -> None
     probe = folder.resolve()
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise LeanfaceError(f"{shown}: {flag} cannot be written (no write permission in {probe})")
-    try:  # permissions are not the whole story (root, read-only mounts, /proc): try it
+    if not probe.is_dir():
+        raise LeanfaceError(f"{shown}: {flag} cannot be written ({probe} is not a folder)")
+    try:  # try it: permission bits are not the whole story (root, read-only mounts, /proc)
         tempfile.TemporaryFile(dir=probe).close()
     except OSError as e:
         raise LeanfaceError(f"{shown}: {flag} cannot be written ({e.strerror} in {probe})") from None

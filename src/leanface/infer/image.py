@@ -43,9 +43,13 @@ def video_frame_count(path: str | os.PathLike) -> int:
     """The frame count a video's container states (0 if unknown or unreadable)."""
     cap = cv2.VideoCapture(os.fspath(path))
     try:
-        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if cap.isOpened() else 0
+        return _stated_frames(cap) if cap.isOpened() else 0
     finally:
         cap.release()
+
+
+def _stated_frames(cap: cv2.VideoCapture) -> int:
+    return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
 
 
 def video_frames(path: str | os.PathLike) -> tuple[Iterator[np.ndarray], int, float]:
@@ -56,7 +60,7 @@ def video_frames(path: str | os.PathLike) -> tuple[Iterator[np.ndarray], int, fl
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise LeanfaceError(f"{path}: not a readable video")
-    count = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+    count = _stated_frames(cap)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
 
     def frames() -> Iterator[np.ndarray]:

@@ -39,6 +39,7 @@ from ..errors import LeanfaceError
 from ..files import atomic_write, save_figure
 from ..models.registry import build_model, get_config, get_family, load_state, read_checkpoint, save_checkpoint
 from .losses import LossWeights
+from .margin import MarginLoss
 
 STATE_NAME = "last.pt"
 WEIGHTS_NAME = "model.pt"
@@ -93,6 +94,8 @@ class TrainConfig:
     eval_interval: int = _opt(0, "evaluate every N epochs on the validation data (0: never)")
     ckpt_interval: int = _opt(1, "write the resumable state last.pt every N epochs (and at the end)")
     loss: LossWeights = _opt(LossWeights(), "SCRFD's loss weights (the SSD families' official loss has none)")
+    margin: MarginLoss = _opt(MarginLoss(), "the embed task's loss: kind, scale, margin, label smoothing, "
+                              "RegularFace, margin warm-up, distillation (leanface.train.margin)")
 
     @classmethod
     def help(cls, name: str) -> str:
@@ -110,6 +113,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
         d["loss"] = LossWeights(**d.get("loss", {}))
+        d["margin"] = MarginLoss(**d.get("margin", {}))
         for key in ("lr_steps", "crop_choices"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
@@ -280,7 +284,9 @@ def register_task(name: str, adapter: type) -> None:
     """Make the models of a task trainable. The adapter has `dataset` (indexed by (epoch, index)),
     `collate(samples) -> {"image": (B, C, H, W), ...}`, `loss(device) -> fn(outputs, batch) -> {key: scalar}`
     with `loss_keys` (the first is minimised), `evaluate(weights, out_dir, threads) -> {key: value}` with
-    `eval_keys`, `describe() -> dict` for config.json and `summary() -> str` (printed at the start)."""
+    `eval_keys`, `describe() -> dict` for config.json and `summary() -> str` (printed at the start). Optional:
+    `wrap(model) -> module` to train extra parameters beside the model (the embed task's class weights)
+    and `unwrap(module) -> model`, what model.pt holds."""
     _TASKS[name] = adapter
 
 
@@ -416,11 +422,14 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
     net = build_model(model_cfg)
     if weights is not None and not resume:
         _load_initial(net, model_cfg, weights)
+    if hasattr(task, "wrap"):  # e.g. the embed task's class weights, trained beside the model
+        net = task.wrap(net)
     net = net.to(device, memory_format=memory_format)
     net.train()
     if ddp.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     bare = net.module if ddp.world > 1 else net
+    deployed = task.unwrap(bare) if hasattr(task, "unwrap") else bare  # what model.pt holds
 
     sampler = _EpochKeys(DistributedSampler(task.dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed))
     loader = DataLoader(task.dataset, batch_size=cfg.batch_size // ddp.world, sampler=sampler,
@@ -482,7 +491,7 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
         evaluate = cfg.eval_interval and ((epoch + 1) % cfg.eval_interval == 0 or last)
         if ddp.main:
             if evaluate or last:
-                save_checkpoint(out / WEIGHTS_NAME, model_cfg, bare.state_dict(), epoch=epoch + 1)
+                save_checkpoint(out / WEIGHTS_NAME, model_cfg, deployed.state_dict(), epoch=epoch + 1)
             if evaluate:
                 row.update(task.evaluate(out / WEIGHTS_NAME, out / "eval" / f"epoch_{epoch + 1}",
                                          threads=ddp.world if device.type == "cpu" else None))
@@ -494,7 +503,7 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
         if ddp.world > 1:
             dist.barrier()
     if start_epoch >= cfg.epochs and ddp.main and not (out / WEIGHTS_NAME).is_file():
-        save_checkpoint(out / WEIGHTS_NAME, model_cfg, bare.state_dict(), epoch=cfg.epochs)
+        save_checkpoint(out / WEIGHTS_NAME, model_cfg, deployed.state_dict(), epoch=cfg.epochs)
     if ddp.owned:
         dist.destroy_process_group()
     final = history[-1] if history else {}

@@ -1,0 +1,229 @@
+"""Identity-folder face sets (`root/<identity>/*.jpg`) as aligned 112x112 crops in memory, for training
+and for dev-split verification.
+
+An image that is already 112x112 is taken as aligned to the ArcFace template (as Glint360K's are);
+any other goes detect -> main face (`primary_face`) -> five-point alignment, once: the crops are cached
+in one .npz per set (keyed by the files' names, sizes and times and by the detector's weights), so a
+second run and every DDP rank read them in a second. Images without a detected face are left out and
+counted; unreadable ones are reported by name and left out.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import LeanfaceError
+from ..files import atomic_write
+from ..infer import Detector, read_image
+from ..infer.image import IMAGE_EXTS
+from .align import align_faces
+from .recognizer import primary_face
+
+SIZE = 112
+
+
+@dataclass(frozen=True)
+class IdentityFaces:
+    """crops (N, 112, 112, 3) uint8 RGB; labels (N,) int64 into `identities`; files (N,) source paths;
+    detected (N,) True where the crop was aligned from detected landmarks. no_face / unreadable: counts
+    of the images left out."""
+
+    crops: np.ndarray
+    labels: np.ndarray
+    identities: tuple[str, ...]
+    files: tuple[str, ...]
+    detected: np.ndarray
+    no_face: int = 0
+    unreadable: int = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, keep: np.ndarray) -> "IdentityFaces":
+        """The faces where `keep` (N,) is True, labels renumbered 0..K-1 in order of the kept identities."""
+        keep = np.asarray(keep, bool)
+        kept_ids = np.unique(self.labels[keep])
+        new = np.full(len(self.identities), -1, np.int64)
+        new[kept_ids] = np.arange(len(kept_ids))
+        return IdentityFaces(self.crops[keep], new[self.labels[keep]], tuple(self.identities[i] for i in kept_ids),
+                             tuple(f for f, k in zip(self.files, keep) if k), self.detected[keep])
+
+
+def identity_files(root: str | os.PathLike) -> list[tuple[str, Path]]:
+    """(identity, image) for every image under root/<identity>/ (recursive), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LeanfaceError(f"{root}: not a folder (expected root/<identity>/<image>)")
+    out = []
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and not entry.name.startswith("."):
+            out.extend((entry.name, f) for f in sorted(entry.rglob("*"))
+                       if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+    if not out:
+        raise LeanfaceError(f"{root}: no identity sub-folder with images (expected root/<identity>/<image>)")
+    return out
+
+
+def _cache_key(files: list[tuple[str, Path]], detector_id: str) -> str:
+    h = hashlib.sha1(detector_id.encode())
+    for identity, f in files:
+        st = f.stat()
+        h.update(f"{identity}\0{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "leanface" / "aligned"
+
+
+def _detector_id(detector: Detector | None) -> str:
+    if detector is None:
+        return "bundled"
+    weights = detector.weights
+    digest = hashlib.sha1(Path(weights).read_bytes()).hexdigest() if weights and os.path.isfile(weights) else "bundled"
+    return json.dumps([digest, detector.size, detector.postprocess.score_thr])
+
+
+def load_identity_faces(roots, detector: Detector | None = None, cache_dir: str | os.PathLike | None = None,
+                        progress: bool = True, report: Callable[[str], None] | None = None) -> IdentityFaces:
+    """All faces of one or more identity-folder roots. Identities of different roots are kept apart
+    (named `<root name>/<identity>`). detector: for images that are not 112x112 (default: the bundled
+    detector, score threshold 0.3). cache_dir: where the aligned crops are cached (default
+    ~/.cache/leanface/aligned; False: no cache)."""
+    report = report or (lambda m: print(f"leanface: {m}", file=sys.stderr))
+    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+    if not roots:
+        raise LeanfaceError("no identity folder given")
+    files = [(f"{Path(r).name}/{identity}", f) for r in roots for identity, f in identity_files(r)]
+    cache = None
+    if cache_dir is not False:
+        cache = Path(cache_dir or default_cache_dir()) / f"{_cache_key(files, _detector_id(detector))}.npz"
+        loaded = _read_cache(cache, report)
+        if loaded is not None:
+            return loaded
+    faces = _align_all(files, detector, progress, report)
+    if cache is not None:
+        _write_cache(cache, faces, report)
+    return faces
+
+
+def _align_all(files, detector, progress: bool, report) -> IdentityFaces:
+    from tqdm import tqdm
+
+    crops, names, paths, detected = [], [], [], []
+    no_face = unreadable = 0
+    pending: list[tuple[str, Path, np.ndarray]] = []
+
+    def flush():
+        nonlocal no_face, det
+        if not pending:
+            return
+        if det is None:
+            det = Detector(score_thr=0.3)
+        for (identity, f, rgb), faces in zip(pending, det.detect([p[2] for p in pending])):
+            k = primary_face(faces)
+            if k is None or faces.landmarks is None:
+                no_face += 1
+                continue
+            crops.append(align_faces(rgb, faces.landmarks[k:k + 1], SIZE)[0])
+            names.append(identity)
+            paths.append(str(f))
+            detected.append(True)
+        pending.clear()
+
+    det = detector
+    for identity, f in tqdm(files, desc="align", unit="img", disable=not progress, file=sys.stderr):
+        try:
+            rgb = read_image(f)
+        except LeanfaceError as exc:
+            report(f"{exc}; left out")
+            unreadable += 1
+            continue
+        if rgb.shape[:2] == (SIZE, SIZE):
+            crops.append(rgb)
+            names.append(identity)
+            paths.append(str(f))
+            detected.append(False)
+        else:
+            pending.append((identity, f, rgb))
+            if len(pending) >= 16:
+                flush()
+    flush()
+    if not crops:
+        raise LeanfaceError(f"no face found in {len(files)} images of {files[0][1].parents[1]}")
+    identities = tuple(sorted(set(names)))
+    index = {n: i for i, n in enumerate(identities)}
+    order = np.argsort([index[n] for n in names], kind="stable")
+    labels = np.array([index[n] for n in names], np.int64)[order]
+    return IdentityFaces(np.stack(crops)[order], labels, identities, tuple(paths[i] for i in order),
+                         np.array(detected, bool)[order], no_face, unreadable)
+
+
+def _read_cache(path: Path, report) -> IdentityFaces | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return IdentityFaces(z["crops"], z["labels"], tuple(z["identities"].tolist()), tuple(z["files"].tolist()),
+                                 z["detected"], int(z["no_face"]), int(z["unreadable"]))
+    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+        report(f"{path}: unreadable aligned-face cache; rebuilding it")
+        return None
+
+
+def _write_cache(path: Path, faces: IdentityFaces, report) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, crops=faces.crops, labels=faces.labels, identities=np.array(faces.identities, dtype=str),
+             files=np.array(faces.files, dtype=str), detected=faces.detected, no_face=faces.no_face,
+             unreadable=faces.unreadable)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, binary=True) as f:
+            f.write(buf.getvalue())
+    except OSError as exc:  # the cache is a convenience
+        report(f"{path}: cannot write the aligned-face cache ({exc.strerror or exc})")
+
+
+def dev_split(faces: IdentityFaces, share: float = 0.05, max_images: int = 20, seed: int = 0) -> np.ndarray:
+    """(N,) bool: the faces of held-back identities (about `share` of those with 2..max_images images,
+    chosen by a hash of the name and seed, so the split does not move when other folders are added)."""
+    counts = np.bincount(faces.labels, minlength=len(faces.identities))
+    held = np.array([2 <= counts[i] <= max_images and
+                     int(hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:8], 16) < share * 2 ** 32
+                     for i, name in enumerate(faces.identities)], bool)
+    return held[faces.labels]
+
+
+def dev_pairs(labels: np.ndarray, folds: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(left, right, same, fold) index pairs over faces with identity labels: every same-identity pair, and
+    as many different-identity pairs drawn at random within the same fold; folds are identity-disjoint."""
+    labels = np.asarray(labels)
+    ids = np.unique(labels)
+    fold_of_id = dict(zip(ids.tolist(), np.random.default_rng(seed).permutation(len(ids)) % folds))
+    rng = np.random.default_rng(seed + 1)
+    left, right, same, fold = [], [], [], []
+    for f in range(folds):
+        members = np.flatnonzero(np.array([fold_of_id[int(y)] == f for y in labels]))
+        if len(members) < 2:
+            continue
+        pos = [(a, b) for i, a in enumerate(members) for b in members[i + 1:] if labels[a] == labels[b]]
+        n = len(pos)
+        neg = set()
+        while len(neg) < n and len(np.unique(labels[members])) > 1:
+            a, b = rng.choice(members, 2, replace=False)
+            if labels[a] != labels[b]:
+                neg.add((min(a, b), max(a, b)))
+        for pairs, s in ((pos, True), (sorted(neg), False)):
+            left += [p[0] for p in pairs]
+            right += [p[1] for p in pairs]
+            same += [s] * len(pairs)
+            fold += [f] * len(pairs)
+    return np.array(left, np.int64), np.array(right, np.int64), np.array(same, bool), np.array(fold, np.int64)

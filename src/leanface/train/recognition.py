@@ -1,0 +1,256 @@
+"""The embed task of the training loop: identity folders in, a margin loss over identities, verification
+accuracy out.
+
+The loop (leanface.train.loop) owns optimisation, precision, processes, resume and outputs; this
+adapter owns what is specific to face embedders: the aligned crops (decoded and aligned once, cached,
+held in memory: the two cores are for training, not JPEG decoding), their augmentation, the class
+weights trained beside the embedder (`wrap`; model.pt holds the embedder alone), the margin loss
+(leanface.train.margin), optional distillation from a teacher embedder, and periodic evaluation: the
+10-fold verification protocol on held-back identities of the training folders ("dev", never LFW), and
+on LFW View 2 when `val_data` is an LFW folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..data.pairs import load_pairs
+from ..errors import LeanfaceError
+from ..eval.verification import verification_protocol
+from ..files import atomic_write
+from ..infer import Detector, read_image
+from ..recognize import Embedder, align_faces, centre_crop, primary_face
+from ..recognize.identities import IdentityFaces, default_cache_dir, dev_pairs, dev_split, load_identity_faces
+from .loop import register_task
+from .margin import EmbedderTrainer, margin_loss
+
+# Test-time detection of LFW photos, as `leanface eval` runs it (leanface.eval.pairs_eval).
+_LFW_SCORE_THR = 0.3
+
+
+def _roots(data) -> list[str]:
+    if isinstance(data, (list, tuple)):
+        return [os.fspath(d) for d in data]
+    return [p for p in os.fspath(data).split(",") if p]
+
+
+class RecognitionDataset:
+    """Indexed by (epoch, i): the i-th training crop augmented with a generator seeded by (seed, epoch, i),
+    so a resumed run sees the same samples. Augmentation (on): horizontal flip; a small random zoom and
+    shift (a random resized crop of 89-100% of the side); brightness, contrast and saturation jitter;
+    and for a fifth of the samples a downscale to 30-70% of the side and back, or a Gaussian blur, the
+    way low-resolution photos degrade."""
+
+    def __init__(self, crops: np.ndarray, labels: np.ndarray, teacher: np.ndarray | None, augment: bool, seed: int):
+        self.crops, self.labels, self.teacher = crops, labels, teacher  # teacher: (N, 2, D): plain, flipped
+        self.augment, self.seed = augment, seed
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key):
+        epoch, i = key
+        img = self.crops[i]
+        flipped = False
+        if self.augment:
+            rng = np.random.default_rng((self.seed, epoch, i))
+            img, flipped = _augment(img, rng)
+        item = {"image": torch.from_numpy(np.ascontiguousarray(img)), "label": int(self.labels[i]), "epoch": epoch}
+        if self.teacher is not None:
+            item["teacher"] = torch.from_numpy(self.teacher[i, int(flipped)])
+        return item
+
+
+def _augment(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    size = img.shape[0]
+    flipped = bool(rng.random() < 0.5)
+    if flipped:
+        img = img[:, ::-1]
+    zoom = rng.uniform(1.0, 1.12)
+    shift = rng.uniform(-0.04, 0.04, 2) * size
+    m = np.array([[zoom, 0, (1 - zoom) * size / 2 + shift[0]], [0, zoom, (1 - zoom) * size / 2 + shift[1]]])
+    img = cv2.warpAffine(np.ascontiguousarray(img), m, (size, size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)
+    x = img.astype(np.float32)
+    grey = x.mean(2, keepdims=True)
+    x = grey + (x - grey) * rng.uniform(0.8, 1.2)  # saturation
+    x = (x - x.mean()) * rng.uniform(0.8, 1.2) + x.mean() * rng.uniform(0.8, 1.2)  # contrast, brightness
+    img = np.clip(x, 0, 255).astype(np.uint8)
+    u = rng.random()
+    if u < 0.1:
+        side = max(8, int(size * rng.uniform(0.3, 0.7)))
+        img = cv2.resize(cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA), (size, size),
+                         interpolation=cv2.INTER_LINEAR)
+    elif u < 0.2:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+    return img, flipped
+
+
+class RecognitionTask:
+    """data: an identity-folder root (root/<identity>/*.jpg), several separated by commas, or a list of
+    roots. val_data: an LFW folder (pairs.txt) or a pairs file's folder, scored every eval_interval
+    epochs besides the dev split."""
+
+    loss_keys = ("loss", "ce", "reg", "distill", "margin")
+
+    def __init__(self, cfg, model_cfg, data, val_data: str | os.PathLike | None = None):
+        main = int(os.environ.get("RANK", "0")) == 0 and not os.environ.get("LEANFACE_RANK_CHILD")
+        self.cfg, self.model_cfg, self.val_data = cfg, model_cfg, val_data
+        self.roots = _roots(data)
+        faces = load_identity_faces(self.roots, progress=main)
+        held = dev_split(faces, seed=cfg.seed)
+        self.train_faces, self.dev_faces = faces.subset(~held), faces.subset(held)
+        if len(self.train_faces.identities) < 2:
+            raise LeanfaceError(f"{data}: training needs at least two identities, found {len(self.train_faces.identities)}")
+        self.dim = model_cfg.embedding_size
+        self.eval_keys = ("dev_acc",) + (("lfw_acc",) if val_data is not None else ())
+        self.counts = {"identities": len(faces.identities), "faces": len(faces), "train_identities":
+                       len(self.train_faces.identities), "train_faces": len(self.train_faces),
+                       "dev_identities": len(self.dev_faces.identities), "dev_faces": len(self.dev_faces),
+                       "no_face": faces.no_face, "unreadable": faces.unreadable}
+        teacher = None
+        if cfg.margin.distill and not cfg.margin.teacher:
+            raise LeanfaceError("margin.distill is set but there is no margin.teacher (an ONNX embedder)")
+        if cfg.margin.distill:
+            teacher = teacher_embeddings(cfg.margin.teacher, self.train_faces.crops, self.dim, progress=main)
+        self.dataset = RecognitionDataset(self.train_faces.crops, self.train_faces.labels, teacher, cfg.augment,
+                                          cfg.seed)
+        self._mean = torch.tensor(model_cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(model_cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def collate(self, items: list[dict]) -> dict:
+        x = torch.stack([it["image"] for it in items]).permute(0, 3, 1, 2).float()
+        batch = {"image": (x - self._mean) / self._std, "label": torch.tensor([it["label"] for it in items]),
+                 "epoch": items[0]["epoch"]}
+        if "teacher" in items[0]:
+            batch["teacher"] = torch.stack([it["teacher"] for it in items])
+        return batch
+
+    def wrap(self, net: torch.nn.Module) -> EmbedderTrainer:
+        """The module the loop trains: the embedder and the class weights of the training identities."""
+        return EmbedderTrainer(net, len(self.train_faces.identities), self.dim, self.cfg.margin.kind)
+
+    @staticmethod
+    def unwrap(module: EmbedderTrainer) -> torch.nn.Module:
+        return module.model
+
+    def loss(self, device: torch.device):
+        cfg = self.cfg.margin
+
+        def batch_loss(outputs, batch):
+            teacher = batch["teacher"].to(device) if "teacher" in batch else None
+            return margin_loss(outputs, batch["label"].to(device), cfg, float(batch["epoch"]),
+                               outputs["weight"], teacher)
+        return batch_loss
+
+    def evaluate(self, weights: Path, out_dir: Path, threads: int | None = None) -> dict:
+        before = torch.get_num_threads()
+        try:
+            emb = Embedder(weights, threads=threads, batch_size=128)
+            out = {"dev_acc": round(verify_crops(emb, self.dev_faces), 5)}
+            if self.val_data is not None:
+                crops, pairs = lfw_crops(self.val_data)
+                e = emb.embed(crops)
+                scores = np.einsum("ij,ij->i", e[pairs[0]], e[pairs[1]])
+                out["lfw_acc"] = round(verification_protocol(scores, pairs[2], pairs[3]).accuracy, 5)
+        finally:
+            torch.set_num_threads(before)
+        return out
+
+    def describe(self) -> dict:
+        return {"data": self.roots, "val_data": None if self.val_data is None else str(self.val_data), **self.counts}
+
+    def summary(self) -> str:
+        c = self.counts
+        return (f"training on {c['train_faces']:,} faces of {c['train_identities']:,} identities from "
+                f"{', '.join(self.roots)}; {c['dev_faces']:,} faces of {c['dev_identities']:,} held-back identities "
+                f"for the dev protocol; {c['no_face']:,} images without a detected face left out")
+
+
+def verify_crops(embedder, faces: IdentityFaces, seed: int = 0) -> float:
+    """Mean 10-fold verification accuracy over the same-identity pairs of `faces` and as many random
+    different-identity pairs (`dev_pairs`)."""
+    left, right, same, folds = dev_pairs(faces.labels, seed=seed)
+    if not len(left) or len(np.unique(folds)) < 2:
+        raise LeanfaceError("the dev split has too few identities for the verification protocol")
+    e = embedder.embed(faces.crops)
+    return verification_protocol(np.einsum("ij,ij->i", e[left], e[right]), same, folds).accuracy
+
+
+def teacher_embeddings(teacher: str, crops: np.ndarray, dim: int, progress: bool = True) -> np.ndarray:
+    """(N, 2, D) embeddings of the crops and of their mirror images by the teacher, cached next to the
+    aligned crops (keyed by the teacher file and the crops)."""
+    if not os.path.isfile(teacher):
+        raise LeanfaceError(f"{teacher}: teacher embedder not found")
+    h = hashlib.sha1(Path(teacher).read_bytes())
+    h.update(np.ascontiguousarray(crops[:: max(1, len(crops) // 512)]).tobytes())
+    h.update(str(crops.shape).encode())
+    cache = default_cache_dir() / f"teacher_{h.hexdigest()[:16]}.npy"
+    if cache.is_file():
+        try:
+            out = np.load(cache)
+            if out.shape == (len(crops), 2, dim):
+                return out
+        except (OSError, ValueError):
+            pass
+    emb = Embedder(teacher, batch_size=128)
+    if emb.dim != dim:
+        raise LeanfaceError(f"{teacher}: the teacher's embeddings are {emb.dim}-d, the student's {dim}-d")
+    from tqdm import tqdm
+
+    out = np.zeros((len(crops), 2, dim), np.float32)
+    for s in tqdm(range(0, len(crops), 512), desc="teacher", disable=not progress, file=sys.stderr):
+        chunk = crops[s:s + 512]
+        out[s:s + 512, 0] = emb.embed(chunk)
+        out[s:s + 512, 1] = emb.embed(np.ascontiguousarray(chunk[:, :, ::-1]))
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(cache, binary=True) as f:
+            np.save(f, out)
+    except OSError:
+        pass
+    return out
+
+
+def lfw_crops(root) -> tuple[np.ndarray, tuple]:
+    """Aligned crops of every image of an LFW (or generic pairs) folder, by the bundled detector's main
+    face (the centre crop where none is found), cached; and (left, right, same, fold) index arrays."""
+    pairs = load_pairs(root)
+    images = pairs.images
+    h = hashlib.sha1("\n".join(map(str, images)).encode())
+    cache = default_cache_dir() / f"pairs_{h.hexdigest()[:16]}.npy"
+    crops = None
+    if cache.is_file():
+        try:
+            crops = np.load(cache)
+            if crops.shape != (len(images), 112, 112, 3):
+                crops = None
+        except (OSError, ValueError):
+            crops = None
+    if crops is None:
+        det = Detector(score_thr=_LFW_SCORE_THR)
+        crops = np.zeros((len(images), 112, 112, 3), np.uint8)
+        for s in range(0, len(images), 16):
+            arrays = [read_image(p) for p in images[s:s + 16]]
+            for k, (rgb, faces) in enumerate(zip(arrays, det.detect(arrays))):
+                j = primary_face(faces)
+                crops[s + k] = centre_crop(rgb, 112) if j is None else align_faces(rgb, faces.landmarks[j:j + 1])[0]
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(cache, binary=True) as f:
+                np.save(f, crops)
+        except OSError:
+            pass
+    index = {p: i for i, p in enumerate(images)}
+    left = np.array([index[p] for p in pairs.left])
+    right = np.array([index[p] for p in pairs.right])
+    return crops, (left, right, pairs.same, pairs.fold)
+
+
+register_task("embed", RecognitionTask)

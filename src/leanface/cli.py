@@ -655,16 +655,22 @@ def _add_search(sub):
     r.add_argument("--resume", action="store_true", help="continue a killed search: finished trials are kept")
     r.add_argument("--address", help="existing Ray cluster ('auto', or head-ip:6379); default: Ray on this machine")
     r.add_argument("--dry-run", action="store_true", help="only sample and print the candidates (no Ray, no files)")
+    r.add_argument("--task", choices=("detect", "embed"), default=s.task,
+                   help="detect: SCRFD configs (budget at 640x480, objective hard AP); embed: MobileFaceNet-type "
+                        "embedders (budget in G multiply-adds at 112x112, objective dev-split verification accuracy; "
+                        "proxy-training flags not given take the embed proxy's defaults)")
     r.add_argument("--step", type=int, choices=(1, 2), default=s.step,
                    help="1: backbone only (neck/head fixed); 2: whole network around --template")
-    r.add_argument("--gflops", type=float, help="FLOPs budget at 640x480 (e.g. 0.5)")
+    r.add_argument("--gflops", type=float, help="FLOPs budget: G at 640x480 for detect (e.g. 0.5), G multiply-adds "
+                                                "at 112x112 for embed (e.g. 0.25)")
     r.add_argument("--eps", type=float, default=s.eps, help=f"accepted relative FLOPs deviation (default {s.eps})")
     r.add_argument("--num-samples", type=int, default=s.num_samples,
                    help=f"candidates = trials (default {s.num_samples})")
     r.add_argument("--template", help="step 2: a step-1 run folder (its best trial), a JSON config or a zoo name")
     r.add_argument("--seed", type=int, default=s.seed, help="seed of the candidate sampler and of every trial's training")
     r.add_argument("--use-kps", action="store_true", help="heads with 5-point landmarks")
-    r.add_argument("--data", help="WIDER-layout root: trains on WIDER_train, evaluates on WIDER_val")
+    r.add_argument("--data", help="detect: WIDER-layout root (trains on WIDER_train, evaluates on WIDER_val); "
+                                  "embed: identity folders DIR[,DIR...] (dev split held back by identity)")
     r.add_argument("--eval-size", type=int, default=t.eval_size, help=f"evaluation long side (default {t.eval_size})")
     r.add_argument("--train-images", type=int, help="train on this many images (default all)")
     r.add_argument("--val-images", type=int, default=t.val_images,
@@ -712,16 +718,29 @@ def _cmd_search(args) -> int:
             raise LeanfaceError("step 2 needs --template (a step-1 run folder, a JSON config or a zoo name)")
         template = search.resolve_template(args.template) if args.step == 2 else None
         base = search.TrialSettings(data="")
+        proxy = base.train
+        if args.task == "embed":  # flags left at the detection proxy's defaults take the embed proxy's
+            proxy = search.PROXY_EMBED_TRAIN
+            for name in args._train_flags:
+                if getattr(args, name) == getattr(base.train, name):
+                    setattr(args, name, getattr(proxy, name))
+        data = (",".join(str(Path(p).resolve()) for p in args.data.split(",")) if args.task == "embed"
+                else str(Path(args.data).resolve())) if args.data else ""
         trial = search.TrialSettings(
-            data=str(Path(args.data).resolve()) if args.data else "", eval_size=args.eval_size,
-            train_images=args.train_images,
+            data=data, eval_size=args.eval_size, train_images=args.train_images,
             val_images=args.val_images or None, report_every=args.report_every,
-            train=dataclasses.replace(_config_from_flags(base.train, args, args._train_flags), seed=args.seed))
+            train=dataclasses.replace(_config_from_flags(proxy, args, args._train_flags), seed=args.seed))
         settings = search.SearchSettings(
             step=args.step, gflops=args.gflops, num_samples=args.num_samples, trial=trial, seed=args.seed,
             eps=args.eps, use_kps=args.use_kps, cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, asha=args.asha,
-            asha_grace=args.asha_grace, references=tuple(args.references))
+            asha_grace=args.asha_grace, references=tuple(args.references), task=args.task)
+        if args.dry_run and args.task == "embed":
+            from .search.embed_space import sample_embedders
+
+            print(sample_embedders(settings.gflops, settings.num_samples, seed=settings.seed, eps=settings.eps,
+                                   prefix=Path(args.run_dir).name).format())
+            return 0
         if args.dry_run:
             print(search.sample_candidates(settings.step, settings.gflops, settings.num_samples, seed=settings.seed,
                                            eps=settings.eps, template=template, use_kps=settings.use_kps,
@@ -729,9 +748,10 @@ def _cmd_search(args) -> int:
             return 0
     records = search.run_search(args.run_dir, None if args.resume else settings, template=template,
                                 resume=args.resume, address=args.address)
-    print(f"{'trial':>20s} {'status':>9s} {'GF':>6s} {'hard AP':>8s}")
+    metric = records[0].metric if records else "hard"
+    print(f"{'trial':>20s} {'status':>9s} {'GF':>6s} {metric:>8s}")
     for r in records:
-        hard = f"{r.metrics['hard']:.4f}" if "hard" in r.metrics else "-"
+        hard = f"{r.metrics[metric]:.4f}" if metric in r.metrics else "-"
         print(f"{r.candidate.config.name:>20s} {r.status:>9s} {r.candidate.flops.gflops:6.3f} {hard:>8s}"
               + ("  (reference)" if r.reference else "") + (f"  {r.error}" if r.error else ""))
     print(f"next: leanface search analyze {args.run_dir}")

@@ -29,6 +29,8 @@ class MobileFaceNetConfig(ModelConfig):
                                                       (2, 128, 2, 1))
     conv_channels: int = 512
     embedding_size: int = 128
+    # Depthwise kernel size per stage (None: 3 everywhere, the paper's); a search dimension.
+    kernels: tuple[int, ...] | None = None
     input_size: int = 112
     family: Literal["mobilefacenet"] = "mobilefacenet"
     # Input normalisation: RGB, (pixel - mean) / std (the insightface convention for 112x112 crops).
@@ -43,6 +45,8 @@ class MobileFaceNetConfig(ModelConfig):
     def from_dict(cls, d: dict) -> "MobileFaceNetConfig":
         d = dict(d)
         d["stages"] = tuple(tuple(s) for s in d["stages"])
+        if d.get("kernels") is not None:
+            d["kernels"] = tuple(d["kernels"])
         for key in ("mean", "std"):
             d[key] = tuple(d[key])
         return cls(**d)
@@ -56,14 +60,14 @@ def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act:
 
 
 class Bottleneck(nn.Module):
-    """Inverted residual: 1x1 expand (PReLU) -> depthwise 3x3 (PReLU) -> 1x1 linear projection; a shortcut
+    """Inverted residual: 1x1 expand (PReLU) -> depthwise k x k (PReLU; 3 in the paper) -> 1x1 linear projection; a shortcut
     when the shape is kept."""
 
-    def __init__(self, cin: int, cout: int, expansion: int, stride: int):
+    def __init__(self, cin: int, cout: int, expansion: int, stride: int, kernel: int = 3):
         super().__init__()
         hidden = cin * expansion
         self.residual = stride == 1 and cin == cout
-        self.block = nn.Sequential(_conv_bn(cin, hidden, 1), _conv_bn(hidden, hidden, 3, stride, groups=hidden),
+        self.block = nn.Sequential(_conv_bn(cin, hidden, 1), _conv_bn(hidden, hidden, kernel, stride, groups=hidden),
                                    _conv_bn(hidden, cout, 1, act=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,9 +83,10 @@ class MobileFaceNet(nn.Module):
         self.cfg = cfg
         c = cfg.stem_channels
         layers = [_conv_bn(3, c, 3, 2), _conv_bn(c, c, 3, 1, groups=c)]
-        for t, width, n, s in cfg.stages:
+        kernels = cfg.kernels or (3,) * len(cfg.stages)
+        for (t, width, n, s), k in zip(cfg.stages, kernels):
             for i in range(n):
-                layers.append(Bottleneck(c, width, t, s if i == 0 else 1))
+                layers.append(Bottleneck(c, width, t, s if i == 0 else 1, k))
                 c = width
         layers.append(_conv_bn(c, cfg.conv_channels, 1))
         self.features = nn.Sequential(*layers)
@@ -109,3 +114,36 @@ register_family(Family("mobilefacenet", "embed", MobileFaceNetConfig, MobileFace
 def mobilefacenet() -> MobileFaceNetConfig:
     """The paper's MobileFaceNet (Table 1), 128-d embeddings."""
     return MobileFaceNetConfig("mobilefacenet")
+
+
+# The FLOPs-budgeted family at 0.1 / 0.25 / 0.5 / 1 G multiply-adds at 112x112 (within +-2%): MobileFaceNet
+# scaled in width (all widths x a, multiples of 8) and, where width alone overshoots the budget's
+# +-2% window, in depth (repeated stages x d), the smallest change that lands in it. Found by
+# `leanface.search.embed_space.scale_to_budget`; the Ray search's best configs replace these
+# where it ran long enough (README: "Recognition under a FLOPs budget").
+@register_model
+def mobilefacenet_0_1g() -> MobileFaceNetConfig:
+    """0.0995 G MACs, 0.45 M params: widths x0.72, repeated stages x0.67."""
+    return MobileFaceNetConfig("mobilefacenet_0_1g", stem_channels=48, conv_channels=368,
+                               stages=((2, 48, 3, 2), (4, 96, 1, 2), (2, 96, 4, 1), (4, 96, 1, 2), (2, 96, 1, 1)))
+
+
+@register_model
+def mobilefacenet_0_25g() -> MobileFaceNetConfig:
+    """0.247 G MACs, 1.04 M params: widths x0.85, repeated stages x1.5."""
+    return MobileFaceNetConfig("mobilefacenet_0_25g", stem_channels=56, conv_channels=432,
+                               stages=((2, 56, 8, 2), (4, 112, 1, 2), (2, 112, 9, 1), (4, 112, 1, 2), (2, 112, 3, 1)))
+
+
+@register_model
+def mobilefacenet_0_5g() -> MobileFaceNetConfig:
+    """0.499 G MACs, 2.14 M params: widths x1.47."""
+    return MobileFaceNetConfig("mobilefacenet_0_5g", stem_channels=96, conv_channels=752,
+                               stages=((2, 96, 5, 2), (4, 192, 1, 2), (2, 192, 6, 1), (4, 192, 1, 2), (2, 192, 2, 1)))
+
+
+@register_model
+def mobilefacenet_1g() -> MobileFaceNetConfig:
+    """0.980 G MACs, 4.16 M params: widths x2.1."""
+    return MobileFaceNetConfig("mobilefacenet_1g", stem_channels=136, conv_channels=1072,
+                               stages=((2, 136, 5, 2), (4, 272, 1, 2), (2, 272, 6, 1), (4, 272, 1, 2), (2, 272, 2, 1)))

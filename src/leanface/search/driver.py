@@ -24,12 +24,26 @@ from ..files import atomic_write
 from ..models.config import SCRFDConfig
 from .budget import measured_flops
 from .sampler import Candidate, SampleReport, sample_candidates
-from .trial import TrialSettings, proxy_trial
+from .trial import TrialSettings, embed_proxy_trial, proxy_trial
 
 SETTINGS_NAME = "search.json"
 CANDIDATES_NAME = "candidates.jsonl"
 TUNE_NAME = "tune"
 METRIC = "hard"  # the paper's selection criterion: hard-set AP
+# The objective per task: detectors by hard-set AP, embedders by verification accuracy on the dev split.
+METRICS = {"detect": "hard", "embed": "dev_acc"}
+_KEPT = ("epoch", "easy", "medium", "hard", "dev_acc", "loss")
+
+
+def metric_of(settings: "SearchSettings") -> str:
+    return METRICS[settings.task]
+
+
+def candidate_from_dict(d: dict):
+    """A candidates.jsonl line: an SCRFD candidate, or an embedder's (its FLOPs split into s1..s5)."""
+    from .embed_space import EmbedCandidate
+
+    return EmbedCandidate.from_dict(d) if "s1" in d.get("flops", {}) else Candidate.from_dict(d)
 
 TrialFn = Callable[[SCRFDConfig, TrialSettings, Path], Iterable[dict]]
 
@@ -43,6 +57,8 @@ class SearchSettings:
     trial.report_every < trial.epochs); asha_grace: evaluations before a trial may be stopped.
     references: zoo model names (or JSON config paths) trained and evaluated under the same proxy
     as extra trials, to compare the search's best with (left out of the bootstrap).
+    task: "detect" (SCRFD; gflops at 640x480) or "embed" (MobileFaceNet-type embedders, gflops = G
+    multiply-adds at 112x112, objective: verification accuracy on held-back identities; step unused).
     """
 
     step: int
@@ -58,6 +74,11 @@ class SearchSettings:
     asha: bool = False
     asha_grace: int = 1
     references: tuple[str, ...] = ()
+    task: str = "detect"
+
+    def __post_init__(self):
+        if self.task not in METRICS:
+            raise LeanfaceError(f"search task must be one of {', '.join(METRICS)}, got {self.task!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -81,10 +102,11 @@ class TrialRecord:
     metrics: dict
     reports: int
     error: str | None = None
+    metric: str = METRIC
 
     @property
     def score(self) -> float | None:
-        return self.metrics.get(METRIC) if self.status == "complete" else None
+        return self.metrics.get(self.metric) if self.status == "complete" else None
 
     @property
     def reference(self) -> bool:
@@ -112,7 +134,7 @@ def load_search(run_dir: str | os.PathLike) -> tuple[SearchSettings, dict, list[
     with open(run / CANDIDATES_NAME) as f:
         for line_no, line in enumerate(f, 1):
             try:
-                candidates.append(Candidate.from_dict(json.loads(line)))
+                candidates.append(candidate_from_dict(json.loads(line)))
             except (ValueError, KeyError, TypeError) as exc:
                 raise LeanfaceError(f"{run / CANDIDATES_NAME}:{line_no}: bad candidate ({exc})") from None
     return settings, record["sampler"], candidates
@@ -126,7 +148,7 @@ def resolve_template(spec: str) -> SCRFDConfig:
         done = [r for r in collect_trials(spec) if r.status == "complete" and not r.reference]
         if not done:
             raise LeanfaceError(f"{spec}: no completed trial to take as the template")
-        return max(done, key=lambda r: r.metrics[METRIC]).candidate.config
+        return max(done, key=lambda r: r.score).candidate.config
     return get_config(spec)
 
 
@@ -147,11 +169,12 @@ def collect_trials(run_dir: str | os.PathLike) -> list[TrialRecord]:
     run = Path(run_dir)
     settings, _, candidates = load_search(run)
     records = []
+    metric = metric_of(settings)
     for cand in candidates:
         trial_dir = run / TUNE_NAME / trial_dirname(cand.index)
-        rows = [r for r in _read_results(trial_dir / "result.json") if METRIC in r]
+        rows = [r for r in _read_results(trial_dir / "result.json") if metric in r]
         last = rows[-1] if rows else {}
-        metrics = {k: last[k] for k in ("epoch", "easy", "medium", "hard", "loss") if k in last}
+        metrics = {k: last[k] for k in _KEPT if k in last}
         error_file = trial_dir / "error.txt"
         if metrics.get("epoch") == settings.trial.epochs:
             status, error = "complete", None
@@ -160,7 +183,7 @@ def collect_trials(run_dir: str | os.PathLike) -> list[TrialRecord]:
             status, error = "failed", (lines[-1] if lines else "unknown error")
         else:
             status, error = ("stopped" if rows else "pending"), None
-        records.append(TrialRecord(cand, status, metrics, len(rows), error))
+        records.append(TrialRecord(cand, status, metrics, len(rows), error, metric))
     return records
 
 
@@ -187,11 +210,11 @@ def _make_trainable(candidates: list[Candidate], settings: SearchSettings, trial
     return tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
 
 
-def _progress_callback(enabled: bool):
+def _progress_callback(enabled: bool, metric: str = METRIC):
     from ray import tune
 
     class TrialProgress(tune.Callback):
-        """A progress bar over trials: done / running / failed, and the best hard AP so far."""
+        """A progress bar over trials: done / running / failed, and the best objective so far."""
 
         def __init__(self):
             self.enabled = enabled
@@ -213,10 +236,10 @@ def _progress_callback(enabled: bool):
             if self.bar is None:
                 self.bar = tqdm(total=len(trials), desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)
             running = sum(t.status == "RUNNING" and t.trial_id not in self.finished | self.failed for t in trials)
-            scores = [t.last_result[METRIC] for t in trials if t.last_result and METRIC in t.last_result]
+            scores = [t.last_result[metric] for t in trials if t.last_result and metric in t.last_result]
             best = f"{max(scores):.4f}" if scores else "-"
             self.bar.n = len(self.finished) + len(self.failed)
-            self.bar.set_postfix_str(f"running {running}, failed {len(self.failed)}, best hard AP {best}")
+            self.bar.set_postfix_str(f"running {running}, failed {len(self.failed)}, best {metric} {best}")
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self._show(trials)
@@ -261,6 +284,8 @@ def prepare_search(run_dir: str | os.PathLike, settings: SearchSettings, templat
     if (run / SETTINGS_NAME).exists():
         raise LeanfaceError(f"{run / SETTINGS_NAME}: a search already exists here; continue it with "
                             f"--resume (resume=True) or pick a new folder")
+    if settings.task == "embed":
+        return _prepare_embed_search(run, settings)
     if settings.trial.epochs < 1 or settings.trial.train.img_size <= 0 or settings.trial.train.img_size % 32:
         raise LeanfaceError(f"trials need epochs >= 1 and img_size a multiple of 32 (got {settings.trial.epochs}, "
                             f"{settings.trial.train.img_size})")
@@ -292,6 +317,40 @@ def prepare_search(run_dir: str | os.PathLike, settings: SearchSettings, templat
     return report
 
 
+def _prepare_embed_search(run: Path, settings: SearchSettings):
+    from ..models.mobilefacenet import MobileFaceNetConfig
+    from ..models.registry import get_config
+    from .embed_space import EmbedCandidate, embed_flops, sample_embedders
+
+    if settings.trial.epochs < 1:
+        raise LeanfaceError(f"trials need epochs >= 1 (got {settings.trial.epochs})")
+    if settings.trial.report_every and settings.trial.report_every > settings.trial.epochs:
+        raise LeanfaceError(f"report_every ({settings.trial.report_every}) exceeds epochs ({settings.trial.epochs})")
+    if settings.asha and len(settings.trial.rungs()) < 2:
+        raise LeanfaceError("asha needs at least two evaluations per trial: set report_every below epochs")
+    roots = [p for p in settings.trial.data.split(",") if p]
+    missing = [p for p in roots if not Path(p).is_dir()]
+    if not roots or missing:
+        raise LeanfaceError(f"{', '.join(missing) or '(none)'}: identity folder not found (--data DIR[,DIR...])")
+    data = ",".join(str(Path(p).resolve()) for p in roots)
+    settings = dataclasses.replace(settings, trial=dataclasses.replace(settings.trial, data=data))
+    references = [get_config(spec) for spec in settings.references]
+    for spec, cfg in zip(settings.references, references):
+        if not isinstance(cfg, MobileFaceNetConfig):
+            raise LeanfaceError(f"reference {spec!r} is not an embedder (the embed proxy trains MobileFaceNets)")
+    report = sample_embedders(settings.gflops, settings.num_samples, seed=settings.seed, eps=settings.eps,
+                              prefix=run.name)
+    start = len(report.candidates)
+    extra = [EmbedCandidate(start + i, cfg, embed_flops(cfg), reference=True) for i, cfg in enumerate(references)]
+    with atomic_write(run / CANDIDATES_NAME) as f:
+        for cand in (*report.candidates, *extra):
+            f.write(json.dumps(cand.to_dict()) + "\n")
+    with atomic_write(run / SETTINGS_NAME) as f:
+        json.dump({"settings": settings.to_dict(), "sampler": report.summary()}, f, indent=2)
+        f.write("\n")
+    return report
+
+
 def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = None, *,
                template: SCRFDConfig | None = None, resume: bool = False, address: str | None = None,
                trial_fn: TrialFn = proxy_trial, progress: bool = True) -> list[TrialRecord]:
@@ -300,7 +359,8 @@ def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = Non
     New run: `settings` required (and `template` for step 2). Resume: settings come from the folder;
     trials that finished are kept, unfinished ones start again. address: an existing Ray cluster
     ("auto", "host:6379"); None starts Ray on this machine. trial_fn(config, trial settings, out dir)
-    yields metric dicts with "epoch" and "hard" (default: `proxy_trial`).
+    yields metric dicts with "epoch" and the task's objective, "hard" or "dev_acc" (default: `proxy_trial`,
+    or `embed_proxy_trial` for task "embed").
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new console output ignores verbose=0
     try:
@@ -315,6 +375,9 @@ def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = Non
             raise LeanfaceError("a new search needs settings")
         prepare_search(run, settings, template)
     settings, _, candidates = load_search(run)
+    if settings.task == "embed" and trial_fn is proxy_trial:
+        trial_fn = embed_proxy_trial
+    metric = metric_of(settings)
     trainable = _make_trainable(candidates, settings, trial_fn)
     started = _ray_init(address)
     try:
@@ -330,12 +393,12 @@ def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = Non
                 # References first: the comparison exists even if the search is cut short.
                 param_space={"index": tune.grid_search(
                     [c.index for c in sorted(candidates, key=lambda c: not c.reference)])},
-                tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
+                tune_config=tune.TuneConfig(metric=metric, mode="max", scheduler=scheduler,
                                             max_concurrent_trials=settings.max_concurrent or None,
                                             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
                 run_config=tune.RunConfig(name=TUNE_NAME, storage_path=str(run), verbose=0,
                                           sync_config=tune.SyncConfig(sync_artifacts=True),
-                                          callbacks=[_progress_callback(progress)]),
+                                          callbacks=[_progress_callback(progress, metric)]),
             )
         tuner.fit()
     finally:

@@ -20,11 +20,15 @@ from typing import Iterator
 from ..errors import LeanfaceError
 from ..files import atomic_write
 from ..models.config import SCRFDConfig
-from ..train import TrainConfig
+from ..train import MarginLoss, TrainConfig
 
 
 # The proxy training of a trial: short, small crops, one single-thread process (Ray runs one trial per CPU).
 PROXY_TRAIN = TrainConfig(epochs=8, img_size=320, warmup_iters=200, workers=0, procs=1)
+# The embedders' proxy: a few epochs of ArcFace with a softer scale (s = 64 rarely converges this fast on
+# small data), batch 64, one single-thread process; scored on the dev split's verification protocol.
+PROXY_EMBED_TRAIN = TrainConfig(epochs=6, batch_size=64, lr=0.1, warmup_iters=100, lr_steps=(4, 5), workers=0,
+                                procs=1, margin=MarginLoss(kind="arcface", scale=32.0, margin=0.3, margin_warmup=1.0))
 # Fields of the TrainConfig that a trial sets itself.
 TRIAL_OWNED = ("out_dir", "ckpt_interval", "eval_interval")
 
@@ -118,6 +122,27 @@ def proxy_trial(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.Pat
         evaluation, _ = evaluate_detector(detector, settings.data, out_dir / f"eval_{epochs}", progress=False,
                                           ground_truth=gt)
         yield {"epoch": epochs, **evaluation.result.aps, "loss": float(result.metrics["loss"])}
+
+
+def embed_proxy_trial(cfg, settings: TrialSettings, out_dir: str | os.PathLike) -> Iterator[dict]:
+    """Train embedder `cfg` from scratch on the identity folders `settings.data` (comma-separated) and
+    score it on the held-back identities' verification protocol (leanface.train.recognition). Yields
+    {"epoch", "dev_acc", "loss"} per rung."""
+    from ..recognize import Embedder
+    from ..recognize.identities import dev_split, load_identity_faces
+    from ..train import train
+    from ..train.recognition import verify_crops
+
+    out_dir = Path(out_dir)
+    faces = load_identity_faces(settings.data.split(","), progress=False)
+    dev = faces.subset(dev_split(faces, seed=settings.train.seed))
+    steps = settings.train.resolved_steps()
+    for i, epochs in enumerate(settings.rungs()):
+        tcfg = dataclasses.replace(settings.train, epochs=epochs, lr_steps=steps, out_dir=str(out_dir / "train"),
+                                   ckpt_interval=settings.epochs, eval_interval=0)
+        result = train(tcfg, cfg, settings.data, resume=i > 0, progress=False)
+        yield {"epoch": epochs, "dev_acc": verify_crops(Embedder(result.weights, batch_size=128), dev),
+               "loss": float(result.metrics["loss"])}
 
 
 def proxy_result(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.PathLike) -> dict:

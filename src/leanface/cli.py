@@ -101,7 +101,7 @@ def _cmd_info(args) -> int:
             # GFLOPs here are multiply-adds (mmcv's count, as SCRFD's tables); embedders also get the
             # recognition papers' convention, 2 x multiply-adds.
             extra = f" = {2 * report.gflops:.4f} GFLOPs as 2 x multiply-adds (recognition papers)" if size else ""
-            print(f"{name:16s} params {report.params / 1e6:7.4f} M   {report.gflops:8.4f} G multiply-adds at "
+            print(f"{name:20s} params {report.params / 1e6:7.4f} M   {report.gflops:8.4f} G multiply-adds at "
                   f"{iw}x{ih}{extra}")
     return 0
 
@@ -178,6 +178,8 @@ def _add_export(sub):
     p.add_argument("model", help="zoo name (must match the weights)")
     p.add_argument("--weights", required=True, help="leanface .pt weights")
     p.add_argument("-o", "--out", required=True, help="output .onnx")
+    p.add_argument("--threshold", type=float, help="embedders: the same-person cosine threshold to store (e.g. "
+                                                   "the one `leanface eval --data LFW_DIR` prints)")
     return p
 
 
@@ -186,7 +188,9 @@ def _cmd_export(args) -> int:
     from .models import create_model
 
     net = create_model(args.model, args.weights)
-    export_onnx(net, args.out)
+    if args.threshold is not None and (hasattr(net.cfg, "input_size") is False or not -1 <= args.threshold <= 1):
+        raise LeanfaceError(f"--threshold is an embedder's cosine in [-1, 1]; got {args.threshold} for {net.cfg.name}")
+    export_onnx(net, args.out, threshold=args.threshold)
     shape = "dynamic batch, height, width" if not hasattr(net.cfg, "input_size") else \
         f"dynamic batch, {net.cfg.input_size}x{net.cfg.input_size} RGB input, L2-normalised"
     print(f"{args.out}: {', '.join(net.output_names)} ({shape})")

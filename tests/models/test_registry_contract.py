@@ -52,7 +52,7 @@ def _input_hw(cfg) -> tuple[int, int]:
 def test_the_registry_holds_every_family():
     assert {get_config(name).family for name in MODELS} == {"scrfd", "eresfd", "extd", "mobilefacenet"}
     assert {get_family(get_config(name).family).task for name in MODELS} == {"detection", "embed"}
-    assert len(MODELS) == 13
+    assert len(MODELS) == 17  # 8 SCRFD, EResFD, 3 EXTD, 5 MobileFaceNets
 
 
 @pytest.mark.parametrize("name", MODELS)

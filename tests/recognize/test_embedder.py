@@ -2,6 +2,7 @@
 and wrong files are told apart."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -10,6 +11,10 @@ from leanface import LeanfaceError
 from leanface.export import export_onnx
 from leanface.models import create_model, save_checkpoint
 from leanface.recognize import Embedder
+
+from ..conftest import SHARED, need
+
+GLINT = SHARED / "data" / "recog_train" / "glint_sample"
 
 
 @pytest.fixture(scope="module")
@@ -95,5 +100,17 @@ def test_files_that_are_not_embedders(tmp_path, official):
         Embedder(junk)
     with pytest.raises(LeanfaceError, match="not found"):
         Embedder(tmp_path / "none.onnx")
-    with pytest.raises(LeanfaceError, match="no trained embedder is bundled"):
-        Embedder()
+
+
+def test_bundled_embedder_is_the_export_of_its_weights():
+    """Embedder() runs the bundled ONNX file: the export of the bundled .pt (same embeddings on real faces),
+    with its LFW-calibrated threshold in the metadata."""
+    from leanface.recognize.embedder import DEFAULT_EMBEDDER, DEFAULT_EMBEDDER_ONNX
+
+    crops = np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+                      for p in sorted(need(GLINT).glob("*/*.jpg"))[:16]])
+    default = Embedder()
+    assert default.weights == str(DEFAULT_EMBEDDER_ONNX) and default.name == "mobilefacenet"
+    assert default.threshold is not None and 0.0 < default.threshold < 1.0
+    a, b = default.embed(crops), Embedder(DEFAULT_EMBEDDER).embed(crops)
+    assert np.einsum("ij,ij->i", a, b).min() > 0.9999

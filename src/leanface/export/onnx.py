@@ -21,6 +21,30 @@ INPUT_NAME = "input.1"
 OPSET = 17
 
 
+class _SlopeMax(nn.Module):
+    """PReLU written as max(x, a * x), exact when every slope a <= 1: onnxruntime runs it ~1.6x faster
+    than its PRelu kernel (which also forces layout reorders around every activation of MobileFaceNet)."""
+
+    def __init__(self, prelu: nn.PReLU):
+        super().__init__()
+        self.register_buffer("a", prelu.weight.detach().clone().view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(x, x * self.a)
+
+
+def _fast_activations(net: nn.Module) -> nn.Module:
+    """A copy of `net` whose PReLUs with slopes <= 1 and a 4-d input are `_SlopeMax` (the same function)."""
+    import copy
+
+    net = copy.deepcopy(net)
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.PReLU) and child.num_parameters > 1 and float(child.weight.detach().max()) <= 1.0:
+                setattr(module, name, _SlopeMax(child))
+    return net
+
+
 class _ExportView(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -30,14 +54,20 @@ class _ExportView(nn.Module):
         return self.net.forward_export(x)
 
 
-def export_onnx(net: nn.Module, path: str | os.PathLike, sample_hw: tuple[int, int] = (640, 640)) -> None:
+# Metadata key of an embedder's decision threshold (cosine), read back by leanface.recognize.Embedder.
+THRESHOLD_KEY = "leanface.threshold"
+
+
+def export_onnx(net: nn.Module, path: str | os.PathLike, sample_hw: tuple[int, int] = (640, 640),
+                threshold: float | None = None) -> None:
     """Write `net` (eval mode) to `path` atomically. Detector outputs are (B, N_s, C), embedder outputs
-    (B, D); names `net.output_names`."""
+    (B, D); names `net.output_names`. threshold: an embedder's calibrated same-person cosine, stored in
+    the metadata (what `Recognizer.verify` uses by default)."""
     import onnx
 
     from ..models import get_family
 
-    net = net.eval()
+    net = _fast_activations(net.eval())
     names = list(net.output_names)
     if get_family(net.cfg.family).task == "embed":
         sample_hw = (net.cfg.input_size, net.cfg.input_size)
@@ -55,6 +85,9 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, sample_hw: tuple[int, i
 
     entry = model.metadata_props.add()
     entry.key, entry.value = ONNX_CONFIG_KEY, json.dumps(net.cfg.to_dict())
+    if threshold is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = THRESHOLD_KEY, repr(float(threshold))
     onnx.checker.check_model(model)
     with atomic_write(path, binary=True) as f:
         f.write(model.SerializeToString())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,8 +21,13 @@ from ..models.registry import ONNX_CONFIG_KEY
 from .align import align_faces
 
 INPUT_SIZE = 112
-# Metadata key of an ONNX embedder's calibrated cosine threshold (read when present).
+# Metadata key of an ONNX embedder's calibrated cosine threshold (read when present; written by
+# leanface.export.export_onnx(threshold=...)).
 THRESHOLD_KEY = "leanface.threshold"
+# The bundled embedder, trained by us (README: "The bundled recognition model"); its ONNX export runs by
+# default, with the LFW-calibrated threshold in its metadata.
+DEFAULT_EMBEDDER = Path(__file__).resolve().parents[1] / "weights" / "mobilefacenet.pt"
+DEFAULT_EMBEDDER_ONNX = DEFAULT_EMBEDDER.with_suffix(".onnx")
 
 
 def _rgb_triple(value, name: str) -> np.ndarray | None:
@@ -116,8 +122,11 @@ class Embedder:
         self.threshold: float | None = None
         self.input_size = INPUT_SIZE
         if weights is None and model is None:
-            raise LeanfaceError("an embedder needs weights (a .pt or .onnx embedder) or a zoo model name; "
-                                "no trained embedder is bundled yet")
+            if not DEFAULT_EMBEDDER_ONNX.is_file():
+                raise LeanfaceError(f"{DEFAULT_EMBEDDER_ONNX}: the bundled embedder is missing; pass weights "
+                                    f"(a .pt or .onnx embedder)")
+            weights = DEFAULT_EMBEDDER_ONNX
+            self.weights = os.fspath(weights)
         if self.weights is not None and self.weights.lower().endswith(".onnx"):
             self._open_onnx(self.weights, mean, std, threads)
         else:

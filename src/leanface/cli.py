@@ -575,14 +575,17 @@ def _override(cfg, item: str):
 def _add_train(sub):
     from .train import TrainConfig
 
-    p = sub.add_parser("train", help="train a model of any family with a training loss (SCRFD recipe, sample "
-                                      "redistribution; ATSS/QFL/DIoU for SCRFD, S3FD matching for EResFD/EXTD)")
+    p = sub.add_parser("train", help="train a model of any family with a training loss (detectors: SCRFD recipe, "
+                                      "sample redistribution; ATSS/QFL/DIoU for SCRFD, S3FD matching for EResFD/EXTD; "
+                                      "embedders: margin losses on identity folders, --set margin.<field>=...)")
     p.add_argument("--model", required=True, help="zoo name, or a JSON model config file (cfg.to_json())")
-    p.add_argument("--data", required=True, help="WIDER-layout root (labelv2 landmarks when present) or an "
-                                                 "annotation file (*_bbx_gt.txt, label*.txt, .jsonl)")
+    p.add_argument("--data", required=True, help="detectors: WIDER-layout root (labelv2 landmarks when present) or "
+                                                 "an annotation file (*_bbx_gt.txt, label*.txt, .jsonl); embedders: "
+                                                 "identity folders root/<identity>/*.jpg, several separated by commas")
     p.add_argument("--weights", help="leanface weights of the same model to fine-tune (e.g. official ones "
                                      "imported with `leanface convert`); default: random initialisation")
-    p.add_argument("--val-data", help="WIDER root for periodic evaluation (default: --data if it has WIDER_val)")
+    p.add_argument("--val-data", help="detectors: WIDER root for periodic evaluation (default: --data if it has "
+                                      "WIDER_val); embedders: an LFW folder scored beside the dev split")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt exactly")
     p.add_argument("--exist-ok", action="store_true", help="overwrite the run in OUT_DIR (default: refused)")
     p.set_defaults(_train_flags=_add_config_flags(p, TrainConfig()))
@@ -603,7 +606,8 @@ def _cmd_train(args) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     print(json.dumps(result.metrics))
-    print(f"saved {result.weights} (load with create_model(None, weights=...) or Detector(weights=...))")
+    print(f"saved {result.weights} (load with create_model(None, weights=...), Detector(weights=...) or "
+          f"Recognizer(weights=...))")
     return 0
 
 

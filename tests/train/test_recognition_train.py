@@ -130,3 +130,4 @@ def test_dev_split_holds_back_whole_identities(tmp_path):
     assert 20 <= per_id[:, 0].sum() <= 60
     dev = faces.subset(held)
     assert dev.labels.max() + 1 == len(dev.identities) == per_id[:, 0].sum()
+

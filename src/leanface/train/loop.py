@@ -350,9 +350,26 @@ def _rank_main(rank: int, world: int, port: int, args: tuple, kwargs: dict) -> N
                       WORLD_SIZE=str(world), LEANFACE_RANK_CHILD="1")  # the parent already printed the summary
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    _exit_with_parent()
     if rank:
         kwargs = {**kwargs, "progress": False}
     train(*args, **kwargs)
+
+
+def _exit_with_parent() -> None:
+    """End this rank when the process that started it dies (e.g. `kill PID` of `leanface train`): an
+    orphaned rank would go on writing the run folder beside a resumed run. Outputs are written
+    atomically, so stopping anywhere loses at most the epoch in progress."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="leanface-parent-watch").start()
 
 
 def _spawn_ranks(procs: int, cfg: TrainConfig, model_cfg, data, **kwargs) -> TrainResult:

@@ -131,3 +131,24 @@ def test_dev_split_holds_back_whole_identities(tmp_path):
     dev = faces.subset(held)
     assert dev.labels.max() + 1 == len(dev.identities) == per_id[:, 0].sum()
 
+
+
+def test_a_diverged_embedder_scores_nan_instead_of_stopping_the_run():
+    from leanface.recognize.identities import IdentityFaces
+    from leanface.train.recognition import verify_crops
+
+    labels = np.repeat(np.arange(20), 3)
+    faces = IdentityFaces(np.zeros((60, 112, 112, 3), np.uint8), labels, tuple(map(str, range(20))),
+                          tuple(map(str, range(60))), np.zeros(60, bool))
+
+    class Stub:
+        def __init__(self, value):
+            self.value = value
+
+        def embed(self, crops):
+            rng = np.random.default_rng(0)
+            e = rng.normal(size=(len(crops), 8)) + 3 * np.eye(20)[labels][:, :8].repeat(1, 0)
+            return np.full_like(e, self.value) if np.isnan(self.value) else e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    assert np.isnan(verify_crops(Stub(np.nan), faces))
+    assert 0.5 <= verify_crops(Stub(0.0), faces) <= 1.0

@@ -509,13 +509,15 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
         if ddp.main:
             if evaluate or last:
                 save_checkpoint(out / WEIGHTS_NAME, model_cfg, deployed.state_dict(), epoch=epoch + 1)
+            if (epoch + 1) % cfg.ckpt_interval == 0 or last:
+                # Before evaluating: an evaluation that fails must not cost the epoch (--resume redoes only it).
+                _save_state(out / STATE_NAME, bare, optimizer, scheduler, scaler, epoch + 1, model_cfg, cfg)
             if evaluate:
                 row.update(task.evaluate(out / WEIGHTS_NAME, out / "eval" / f"epoch_{epoch + 1}",
                                          threads=ddp.world if device.type == "cpu" else None))
             history.append(row)
             _write_metrics(out / METRICS_NAME, history)
             if (epoch + 1) % cfg.ckpt_interval == 0 or last:
-                _save_state(out / STATE_NAME, bare, optimizer, scheduler, scaler, epoch + 1, model_cfg, cfg)
                 _plot_curves(history, out / "curves.png", task.loss_keys, task.eval_keys)
         if ddp.world > 1:
             dist.barrier()

@@ -158,7 +158,8 @@ class RecognitionTask:
                 crops, pairs = lfw_crops(self.val_data)
                 e = emb.embed(crops)
                 scores = np.einsum("ij,ij->i", e[pairs[0]], e[pairs[1]])
-                out["lfw_acc"] = round(verification_protocol(scores, pairs[2], pairs[3]).accuracy, 5)
+                out["lfw_acc"] = round(verification_protocol(scores, pairs[2], pairs[3]).accuracy, 5) \
+                    if np.isfinite(scores).all() else float("nan")
         finally:
             torch.set_num_threads(before)
         return out
@@ -180,7 +181,12 @@ def verify_crops(embedder, faces: IdentityFaces, seed: int = 0) -> float:
     if not len(left) or len(np.unique(folds)) < 2:
         raise LeanfaceError("the dev split has too few identities for the verification protocol")
     e = embedder.embed(faces.crops)
-    return verification_protocol(np.einsum("ij,ij->i", e[left], e[right]), same, folds).accuracy
+    scores = np.einsum("ij,ij->i", e[left], e[right])
+    if not np.isfinite(scores).all():  # a diverged model: say so in the metrics, do not stop the run
+        print("leanface: the embedder gives non-finite embeddings (diverged?); accuracy recorded as NaN",
+              file=sys.stderr)
+        return float("nan")
+    return verification_protocol(scores, same, folds).accuracy
 
 
 def teacher_embeddings(teacher: str, crops: np.ndarray, dim: int, progress: bool = True) -> np.ndarray:

@@ -308,13 +308,18 @@ def prepare_search(run_dir: str | os.PathLike, settings: SearchSettings, templat
                                eps=settings.eps, template=template, use_kps=settings.use_kps, prefix=run.name)
     start = len(report.candidates)
     extra = [Candidate(start + i, cfg, measured_flops(cfg), reference=True) for i, cfg in enumerate(references)]
+    _write_search(run, settings, report, extra)
+    return report
+
+
+def _write_search(run: Path, settings: SearchSettings, report, extra: list) -> None:
+    """candidates.jsonl (sampled, then references) and search.json of a new run folder."""
     with atomic_write(run / CANDIDATES_NAME) as f:
         for cand in (*report.candidates, *extra):
             f.write(json.dumps(cand.to_dict()) + "\n")
     with atomic_write(run / SETTINGS_NAME) as f:
         json.dump({"settings": settings.to_dict(), "sampler": report.summary()}, f, indent=2)
         f.write("\n")
-    return report
 
 
 def _prepare_embed_search(run: Path, settings: SearchSettings):
@@ -342,12 +347,7 @@ def _prepare_embed_search(run: Path, settings: SearchSettings):
                               prefix=run.name)
     start = len(report.candidates)
     extra = [EmbedCandidate(start + i, cfg, embed_flops(cfg), reference=True) for i, cfg in enumerate(references)]
-    with atomic_write(run / CANDIDATES_NAME) as f:
-        for cand in (*report.candidates, *extra):
-            f.write(json.dumps(cand.to_dict()) + "\n")
-    with atomic_write(run / SETTINGS_NAME) as f:
-        json.dump({"settings": settings.to_dict(), "sampler": report.summary()}, f, indent=2)
-        f.write("\n")
+    _write_search(run, settings, report, extra)
     return report
 
 

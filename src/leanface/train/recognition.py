@@ -198,13 +198,9 @@ def teacher_embeddings(teacher: str, crops: np.ndarray, dim: int, progress: bool
     h.update(np.ascontiguousarray(crops[:: max(1, len(crops) // 512)]).tobytes())
     h.update(str(crops.shape).encode())
     cache = default_cache_dir() / f"teacher_{h.hexdigest()[:16]}.npy"
-    if cache.is_file():
-        try:
-            out = np.load(cache)
-            if out.shape == (len(crops), 2, dim):
-                return out
-        except (OSError, ValueError):
-            pass
+    out = _read_npy(cache, (len(crops), 2, dim))
+    if out is not None:
+        return out
     emb = Embedder(teacher, batch_size=128)
     if emb.dim != dim:
         raise LeanfaceError(f"{teacher}: the teacher's embeddings are {emb.dim}-d, the student's {dim}-d")
@@ -215,13 +211,26 @@ def teacher_embeddings(teacher: str, crops: np.ndarray, dim: int, progress: bool
         chunk = crops[s:s + 512]
         out[s:s + 512, 0] = emb.embed(chunk)
         out[s:s + 512, 1] = emb.embed(np.ascontiguousarray(chunk[:, :, ::-1]))
+    _write_npy(cache, out)
+    return out
+
+
+def _read_npy(path: Path, shape: tuple) -> np.ndarray | None:
+    """A cached array of the expected shape, or None (absent, damaged or stale: recomputed)."""
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(cache, binary=True) as f:
-            np.save(f, out)
+        out = np.load(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return out if out is not None and out.shape == shape else None
+
+
+def _write_npy(path: Path, arr: np.ndarray) -> None:
+    try:  # the cache is a convenience
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, binary=True) as f:
+            np.save(f, arr)
     except OSError:
         pass
-    return out
 
 
 def lfw_crops(root) -> tuple[np.ndarray, tuple]:
@@ -231,14 +240,7 @@ def lfw_crops(root) -> tuple[np.ndarray, tuple]:
     images = pairs.images
     h = hashlib.sha1("\n".join(map(str, images)).encode())
     cache = default_cache_dir() / f"pairs_{h.hexdigest()[:16]}.npy"
-    crops = None
-    if cache.is_file():
-        try:
-            crops = np.load(cache)
-            if crops.shape != (len(images), 112, 112, 3):
-                crops = None
-        except (OSError, ValueError):
-            crops = None
+    crops = _read_npy(cache, (len(images), 112, 112, 3))
     if crops is None:
         det = Detector(score_thr=_LFW_SCORE_THR)
         crops = np.zeros((len(images), 112, 112, 3), np.uint8)
@@ -247,12 +249,7 @@ def lfw_crops(root) -> tuple[np.ndarray, tuple]:
             for k, (rgb, faces) in enumerate(zip(arrays, det.detect(arrays))):
                 j = primary_face(faces)
                 crops[s + k] = centre_crop(rgb, 112) if j is None else align_faces(rgb, faces.landmarks[j:j + 1])[0]
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(cache, binary=True) as f:
-                np.save(f, crops)
-        except OSError:
-            pass
+        _write_npy(cache, crops)
     index = {p: i for i, p in enumerate(images)}
     left = np.array([index[p] for p in pairs.left])
     right = np.array([index[p] for p in pairs.right])

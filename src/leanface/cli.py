@@ -7,6 +7,7 @@ Each subcommand is a pair `_add_<name>(sub)` / `_cmd_<name>(args) -> int`, liste
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import LeanfaceError
@@ -173,27 +174,63 @@ def _cmd_demo(args) -> int:
 
 # --- export -----------------------------------------------------------------------------------
 def _add_export(sub):
+    from .export import CALIBRATION_METHODS
+    from .export.quantize import DEFAULT_CALIB_IMAGES
+
     p = sub.add_parser("export", help="export a model to ONNX (detectors: the official SCRFD output layout; "
-                                      "embedders: dynamic batch, normalisation in the metadata)")
+                                      "embedders: dynamic batch, normalisation in the metadata), float or int8")
     p.add_argument("model", help="zoo name (must match the weights)")
     p.add_argument("--weights", required=True, help="leanface .pt weights")
     p.add_argument("-o", "--out", required=True, help="output .onnx")
     p.add_argument("--threshold", type=float, help="embedders: the same-person cosine threshold to store (e.g. "
                                                    "the one `leanface eval --data LFW_DIR` prints)")
+    p.add_argument("--int8", action="store_true", help="statically quantise (QDQ, per-channel int8 weights, "
+                                                       "uint8 activations calibrated on --calib images)")
+    p.add_argument("--calib", help=f"--int8: folder of calibration images, searched recursively (detectors: "
+                                   f"photos, default {_DEFAULT_CALIB['detection']}; embedders: aligned crops, "
+                                   f"default {_DEFAULT_CALIB['embed']})")
+    p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES,
+                   help=f"--int8: how many calibration images to draw (default {DEFAULT_CALIB_IMAGES})")
+    p.add_argument("--calib-method", default="minmax", choices=CALIBRATION_METHODS,
+                   help="--int8: activation range calibration (default minmax: measured best, README)")
     return p
 
 
-def _cmd_export(args) -> int:
-    from .export import export_onnx
-    from .models import create_model
+# Relative to the working directory: the repository's checkout sits beside ../shared.
+_DEFAULT_CALIB = {"detection": "../shared/data/widerface/WIDER_train/images",
+                  "embed": "../shared/data/recog_train/glint_sample"}
 
+
+def _cmd_export(args) -> int:
+    from .export import export_int8, export_onnx
+    from .models import create_model, get_family
+
+    if os.path.realpath(args.out) == os.path.realpath(args.weights):
+        raise LeanfaceError(f"{args.out}: the output would overwrite the input weights; choose another -o")
     net = create_model(args.model, args.weights)
-    if args.threshold is not None and (hasattr(net.cfg, "input_size") is False or not -1 <= args.threshold <= 1):
+    task = get_family(net.cfg.family).task
+    if args.threshold is not None and (task != "embed" or not -1 <= args.threshold <= 1):
         raise LeanfaceError(f"--threshold is an embedder's cosine in [-1, 1]; got {args.threshold} for {net.cfg.name}")
-    export_onnx(net, args.out, threshold=args.threshold)
-    shape = "dynamic batch, height, width" if not hasattr(net.cfg, "input_size") else \
+    shape = "dynamic batch, height, width" if task != "embed" else \
         f"dynamic batch, {net.cfg.input_size}x{net.cfg.input_size} RGB input, L2-normalised"
-    print(f"{args.out}: {', '.join(net.output_names)} ({shape})")
+    if not args.int8:
+        if args.calib is not None:
+            raise LeanfaceError("--calib is for --int8 exports")
+        export_onnx(net, args.out, threshold=args.threshold)
+        print(f"{args.out}: {', '.join(net.output_names)} ({shape})")
+        return 0
+    calib = args.calib or _DEFAULT_CALIB["embed" if task == "embed" else "detection"]
+    if args.calib is None and not os.path.isdir(calib):
+        raise LeanfaceError(f"{calib}: default calibration folder not found; pass --calib DIR (real "
+                            f"{'aligned face crops' if task == 'embed' else 'photos'}, a few hundred)")
+    report = export_int8(net, args.out, calib, count=args.calib_images, method=args.calib_method,
+                         threshold=args.threshold, progress=not getattr(args, "quiet", False))
+    for reason in report.calib_skipped:
+        print(f"leanface: skipped for calibration: {reason}", file=sys.stderr)
+    print(f"{args.out}: int8 QDQ ({report.quantized_nodes} quantised tensors; float: "
+          f"{', '.join(report.float_nodes) or 'none'}), calibrated on {report.calib_images} images ({report.method}), "
+          f"{report.int8_bytes / 1e6:.2f} MB vs {report.float_bytes / 1e6:.2f} MB float; {', '.join(net.output_names)} "
+          f"({shape})")
     return 0
 
 

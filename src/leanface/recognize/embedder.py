@@ -57,7 +57,8 @@ def _clean_inputs(path: str) -> bytes:
 
     model = onnx.load(path)
     graph = model.graph
-    _fold_weight_dequantization(graph)
+    if not any(node.op_type == "QuantizeLinear" for node in graph.node):
+        _fold_weight_dequantization(graph)  # weight-only quantisation (SFace); a static int8 file stays int8
     used = {name for node in graph.node for name in node.input}
     weights = {i.name for i in graph.initializer}
     keep = [i for i in graph.input if i.name in used and i.name not in weights]

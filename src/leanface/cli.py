@@ -147,12 +147,31 @@ def _add_detect(sub):
     p.add_argument("--save-dir", help="write annotated images here")
     p.add_argument("--crops", action="store_true", help="also write face crops to SAVE_DIR/crops")
     _add_rerun_flags(p)
+    bulk = p.add_argument_group("bulk detection on Ray (images and .txt/.lst list files of image paths)")
+    bulk.add_argument("--address", help="run on Ray: 'local' (a private instance here), 'auto' (this machine's "
+                                        "cluster) or HOST:PORT (a cluster's head); writes --shard-dir")
+    bulk.add_argument("--shard-dir", help="--address: folder of shard-NNNNNN.jsonl results; a rerun skips the "
+                                          "images its shards hold")
+    bulk.add_argument("--workers", type=int, help="--address: detector actors (default: the cluster's CPUs)")
+    bulk.add_argument("--shard-size", type=int, help="--address: images per shard (default 64)")
     return p
 
 
 def _cmd_detect(args) -> int:
-    from .infer.detect_files import run_detect
+    from .infer.detect_files import run_bulk, run_detect
 
+    if args.address is not None:
+        if not args.shard_dir:
+            raise LeanfaceError("--address needs --shard-dir (the folder its shard files go to)")
+        if args.json_out or args.save_dir or args.crops:
+            raise LeanfaceError("--address writes shard files to --shard-dir; --json-out, --save-dir and --crops "
+                                "are for runs without it")
+        settings = {k: getattr(args, k) for k in ("model", "weights", "size", "letterbox", "score_thr", "nms_thr",
+                                                  "max_faces", "pre_nms_topk", "batch_size", "threads")}
+        return run_bulk(settings, args.paths, args.shard_dir, args.address, workers=args.workers,
+                        shard_size=args.shard_size)
+    if args.shard_dir or args.workers is not None or args.shard_size is not None:
+        raise LeanfaceError("--shard-dir, --workers and --shard-size are for --address runs")
     return run_detect(_detector(args), args.paths, json_out=args.json_out, save_dir=args.save_dir,
                       crops=args.crops, resume=args.resume, exist_ok=args.exist_ok)
 

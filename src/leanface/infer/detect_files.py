@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ..errors import LeanfaceError
 from ..files import atomic_write
 from .detector import Detector
-from .image import is_video, list_images, read_image, sample_image, video_frame_count, video_frames
+from .image import IMAGE_EXTS, is_video, list_images, read_image, sample_image, video_frame_count, video_frames
 from .results import Faces
 
 
@@ -167,7 +167,11 @@ def _gather(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[Path
     images, videos, errors = [], [], []
     for p in paths:
         try:
-            if is_video(p):
+            if is_list_file(p):
+                listed, bad = read_list_file(p)
+                images.extend((f, None) for f in listed)
+                errors.extend(bad)
+            elif is_video(p):
                 if not os.path.isfile(p):
                     raise LeanfaceError(f"{p}: video not found")
                 videos.append(Path(p))
@@ -178,6 +182,59 @@ def _gather(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[Path
         except LeanfaceError as exc:
             errors.append(str(exc))
     return images, videos, errors
+
+
+LIST_EXTS = (".txt", ".lst")
+
+
+def is_list_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in LIST_EXTS
+
+
+def read_list_file(path: str | os.PathLike) -> tuple[list[Path], list[str]]:
+    """Image paths listed one per line (blank lines and # comments skipped; relative paths are relative to
+    the list's folder), and a one-line error naming the file and line for each entry that is not an image."""
+    lst = Path(path)
+    try:
+        text = lst.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LeanfaceError(f"{lst}: cannot read the list file ({getattr(exc, 'strerror', None) or exc})") from None
+    images, errors = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        p = Path(entry) if os.path.isabs(entry) else lst.parent / entry
+        if not p.is_file():
+            errors.append(f"{lst}:{n}: {entry}: no such image file")
+        elif p.suffix.lower() not in IMAGE_EXTS:
+            errors.append(f"{lst}:{n}: {entry}: not an image ({', '.join(IMAGE_EXTS)})")
+        else:
+            images.append(p)
+    if not images and not errors:
+        raise LeanfaceError(f"{lst}: the list file names no images")
+    return images, errors
+
+
+def run_bulk(settings: dict, paths: list[str], shard_dir: str, address: str, workers: int | None = None,
+             shard_size: int | None = None) -> int:
+    """`leanface detect --address`: the inputs' images detected on Ray workers into shard files (see
+    leanface.infer.bulk); exit status 2 when an input could not be used."""
+    from .bulk import DEFAULT_SHARD_SIZE, detect_bulk
+
+    images, videos, errors = _gather(paths)
+    errors += [f"{v}: videos are detected without --address (frames of one video stay in order)" for v in videos]
+    if not images:
+        raise LeanfaceError(errors[0] if len(errors) == 1 else "no usable input: " + "; ".join(errors))
+    for message in errors:
+        tqdm.write(f"leanface detect: error: {message}", file=sys.stderr)
+    report = detect_bulk([p for p, _ in images], shard_dir, settings, address=address, workers=workers,
+                         shard_size=DEFAULT_SHARD_SIZE if shard_size is None else shard_size)
+    failures = len(errors) + len(report.failed)
+    print(f"{report.detected} result(s) in {report.shards} new shard(s) -> {shard_dir} in {report.seconds:.1f} s"
+          + (f" ({report.already_done} already done)" if report.already_done else "")
+          + (f"; {failures} input(s) failed" if failures else ""), file=sys.stderr)
+    return 2 if failures else 0
 
 
 def run_detect(detector: Detector, paths: list[str], json_out: str | None = None, save_dir: str | None = None,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..cluster import ray_init
 from ..errors import LeanfaceError
 from ..files import atomic_write
 from ..models.config import SCRFDConfig
@@ -263,20 +264,6 @@ def _progress_callback(enabled: bool, metric: str = METRIC):
     return TrialProgress()
 
 
-def _ray_init(address: str | None) -> bool:
-    """Connect to (or start) Ray; True when this call did, so the caller shuts it down."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    try:
-        # Trial output goes to the trial folders; the driver shows one progress bar.
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    except ConnectionError as exc:
-        raise LeanfaceError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
-    return True
-
-
 def prepare_search(run_dir: str | os.PathLike, settings: SearchSettings, template: SCRFDConfig | None = None,
                    ) -> SampleReport:
     """Sample the candidates and write search.json and candidates.jsonl into a new run folder."""
@@ -379,7 +366,7 @@ def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = Non
         trial_fn = embed_proxy_trial
     metric = metric_of(settings)
     trainable = _make_trainable(candidates, settings, trial_fn)
-    started = _ray_init(address)
+    started = ray_init(address)
     try:
         if resume and tune.Tuner.can_restore(str(experiment)):
             tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=False)

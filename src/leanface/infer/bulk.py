@@ -1,0 +1,166 @@
+"""Bulk detection on Ray: image collections too big for one process, spread over a cluster's workers.
+
+The images are split into shards; Ray actors (one Detector each, one thread each) detect a shard at a
+time and send its records back; the driver writes each shard as one JSON-lines file, atomically
+(`shard-000012.jsonl` appears whole or not at all). A rerun over the same shard folder reads the
+shards there and detects only the images none of them holds, in new shards, so a killed run loses at
+most the shards in flight and no record is ever written twice. Inputs are paths that every worker can
+read (a shared filesystem on a cluster); only the records travel back.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LeanfaceError
+from ..files import atomic_write
+
+SHARD_RE = re.compile(r"^shard-(\d{6})\.jsonl$")
+DEFAULT_SHARD_SIZE = 64
+
+
+@dataclass(frozen=True)
+class BulkReport:
+    """One bulk run: images detected now, already done before, failed (one line each), shards written."""
+
+    detected: int
+    already_done: int
+    failed: tuple[str, ...]
+    shards: int
+    seconds: float
+
+
+def shard_records(shard_dir: str | os.PathLike) -> tuple[dict[str, int], int]:
+    """({absolute image path: shard number} over the complete shards of a folder, highest shard number or -1).
+    A shard is complete by construction (atomic rename); a line that is not a record is ignored, so its
+    image is simply detected again."""
+    done: dict[str, int] = {}
+    last = -1
+    folder = Path(shard_dir)
+    if not folder.is_dir():
+        return done, last
+    for f in sorted(folder.iterdir()):
+        m = SHARD_RE.match(f.name)
+        if not m:
+            continue
+        k = int(m.group(1))
+        last = max(last, k)
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    done.setdefault(os.path.abspath(json.loads(line)["image"]), k)
+                except (ValueError, KeyError, TypeError):
+                    continue
+    return done, last
+
+
+def _check_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise LeanfaceError(f"{folder}: --shard-dir names a file, not a folder")
+    probe = folder.resolve()
+    while not probe.exists():
+        probe = probe.parent
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as e:
+        raise LeanfaceError(f"{folder}: --shard-dir cannot be written ({e.strerror} in {probe})") from None
+
+
+class _Worker:
+    """A Ray actor body: one Detector, reused for every shard it is given."""
+
+    def __init__(self, settings: dict):
+        from .detector import Detector
+
+        self.detector = Detector(**settings)
+
+    def run(self, shard: int, paths: list[str]) -> tuple[int, list[str], list[str]]:
+        import dataclasses
+
+        from .image import read_image
+
+        lines, errors = [], []
+        step = self.detector.batch_size
+        for start in range(0, len(paths), step):
+            arrays, chunk = [], []
+            for p in paths[start:start + step]:
+                try:
+                    arrays.append(read_image(p))
+                    chunk.append(p)
+                except LeanfaceError as exc:
+                    errors.append(str(exc))
+            for p, faces in zip(chunk, self.detector.detect(arrays)):
+                lines.append(json.dumps(dataclasses.replace(faces, source=p).to_dict()))
+        return shard, lines, errors
+
+
+def detect_bulk(images: list[str | os.PathLike], shard_dir: str | os.PathLike, settings: dict,
+                address: str | None = "local", workers: int | None = None, shard_size: int = DEFAULT_SHARD_SIZE,
+                progress: bool = True) -> BulkReport:
+    """Detect faces in `images` on Ray workers, writing shard files to `shard_dir` (see the module docstring).
+
+    settings: the Detector's keyword arguments (weights must be readable by every worker; `threads`
+    defaults to 1 per worker). address: "local" (a private Ray instance here), "auto" or "HOST:PORT".
+    workers: actors to start (default: the cluster's CPUs).
+    """
+    import time
+
+    import ray
+    from ray.util import ActorPool
+    from tqdm import tqdm
+
+    from ..cluster import ray_init
+    from .detector import Detector
+
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise LeanfaceError(f"shard size must be a whole number of at least 1, got {shard_size!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise LeanfaceError(f"workers must be a whole number of at least 1, got {workers!r}")
+    folder = Path(shard_dir)
+    _check_folder(folder)
+    settings = {"threads": 1, **settings}
+    if settings.get("weights") is not None:
+        settings["weights"] = os.path.abspath(settings["weights"])
+    Detector(**settings)  # bad weights or settings: the usual one-line error, before any cluster work
+    t0 = time.perf_counter()
+    done, last = shard_records(folder)
+    todo, seen = [], set()
+    for p in images:
+        a = os.path.abspath(p)
+        if a not in done and a not in seen:  # an image listed twice is detected once
+            seen.add(a)
+            todo.append(a)
+    already = len(done)
+    if progress and already:
+        print(f"{folder}: {already} image(s) already in {last + 1} shard file(s); {len(todo)} to go", file=sys.stderr)
+    jobs = [(last + 1 + k, todo[s:s + shard_size]) for k, s in enumerate(range(0, len(todo), shard_size))]
+    failed: list[str] = []
+    if not jobs:
+        return BulkReport(0, already, (), 0, time.perf_counter() - t0)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = ray_init(address)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        n = min(workers or cpus, len(jobs))
+        actor = ray.remote(num_cpus=1)(_Worker)
+        pool = ActorPool([actor.remote(settings) for _ in range(n)])
+        bar = tqdm(total=len(todo), desc="detect", unit="img", disable=not progress, file=sys.stderr)
+        detected = 0
+        for shard, lines, errors in pool.map_unordered(lambda a, job: a.run.remote(*job), jobs):
+            with atomic_write(folder / f"shard-{shard:06d}.jsonl") as f:
+                f.writelines(line + "\n" for line in lines)
+            for message in errors:
+                tqdm.write(f"leanface detect: error: {message}", file=sys.stderr)
+            failed.extend(errors)
+            detected += len(lines)
+            bar.update(len(lines) + len(errors))
+        bar.close()
+    finally:
+        if started:
+            ray.shutdown()
+    return BulkReport(detected, already, tuple(failed), len(jobs), time.perf_counter() - t0)

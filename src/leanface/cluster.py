@@ -8,9 +8,18 @@ from __future__ import annotations
 from .errors import LeanfaceError
 
 
+def require_ray():
+    """The ray module, or a one-line error saying how to install it (an extra, not a core dependency)."""
+    try:
+        import ray
+    except ImportError:
+        raise LeanfaceError("this needs Ray: pip install 'leanface[search]' (ray[tune])") from None
+    return ray
+
+
 def ray_init(address: str | None, **kwargs) -> bool:
     """Connect to (or start) Ray; True when this call did, so the caller shuts it down."""
-    import ray
+    ray = require_ray()
 
     if ray.is_initialized():
         return False

@@ -110,11 +110,9 @@ def detect_bulk(images: list[str | os.PathLike], shard_dir: str | os.PathLike, s
     """
     import time
 
-    import ray
-    from ray.util import ActorPool
     from tqdm import tqdm
 
-    from ..cluster import ray_init
+    from ..cluster import ray_init, require_ray
     from .detector import Detector
 
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
@@ -143,6 +141,9 @@ def detect_bulk(images: list[str | os.PathLike], shard_dir: str | os.PathLike, s
     if not jobs:
         return BulkReport(0, already, (), 0, time.perf_counter() - t0)
     folder.mkdir(parents=True, exist_ok=True)
+    ray = require_ray()
+    from ray.util import ActorPool
+
     started = ray_init(address)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))

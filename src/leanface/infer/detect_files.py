@@ -21,6 +21,7 @@ from ..files import atomic_write
 from .detector import Detector
 from .image import IMAGE_EXTS, is_video, list_images, read_image, sample_image, video_frame_count, video_frames
 from .results import Faces
+from .track import Tracker, TrackerConfig
 
 
 def _write_image(path: Path, rgb: np.ndarray) -> None:
@@ -306,6 +307,18 @@ def _detect_images(detector: Detector, images: list[tuple[Path, Path | None]], n
     return failures
 
 
+def _video_tracker(pipeline):
+    """(Tracker, the Detector inside the pipeline or None, the user's score threshold, stage two's floor).
+    The tracker's high threshold is the user's, so the faces reported are the ones a plain run reports,
+    plus low-score ones that continue a track."""
+    det = pipeline if hasattr(pipeline, "postprocess") else getattr(pipeline, "detector", None)
+    if det is None or not hasattr(det, "postprocess"):
+        return Tracker(TrackerConfig(high_thr=0.0, low_thr=0.0)), None, 0.0, 0.0
+    user = float(det.postprocess.score_thr)
+    low = min(TrackerConfig.low_thr, user)
+    return Tracker(TrackerConfig(high_thr=user, low_thr=low)), det, user, low
+
+
 def _detect_video(detector: Detector, video: Path, out: _Outputs) -> int:
     """One JSON line per frame; with save_dir an annotated copy <save_dir>/<stem>.mp4 at the input's frame
     rate (written under a temporary name, renamed when complete), and crops per frame with --crops."""
@@ -326,9 +339,14 @@ def _detect_video(detector: Detector, video: Path, out: _Outputs) -> int:
             kept.append(frame)
             yield frame
 
+    tracker, det, user_thr, low_thr = _video_tracker(detector)
+    if det is not None:  # stage two of the tracker wants the low-score faces too; reported only when tracked
+        det.postprocess = det.postprocess.replace(score_thr=low_thr)
     try:
         for k, faces in enumerate(detector.stream(remember(frames))):
             frame = kept.pop(0)
+            faces = tracker(faces)
+            faces = faces[(faces.scores >= user_thr) | (faces.track_ids >= 0)]
             faces = dataclasses.replace(faces, source=str(video))
             out.add(faces, frame, f"{video.stem}_{k:06d}", {"frame": k}, image_out=False)
             if target is not None:
@@ -343,6 +361,9 @@ def _detect_video(detector: Detector, video: Path, out: _Outputs) -> int:
             writer.release()
             partial.unlink(missing_ok=True)
         raise
+    finally:
+        if det is not None:
+            det.postprocess = det.postprocess.replace(score_thr=user_thr)
     vbar.close()
     if writer is not None:
         writer.release()

@@ -19,6 +19,7 @@ class Face:
     embedding: np.ndarray | None = None
     identity: str | None = None
     similarity: float | None = None
+    track: int | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Faces:
     right mouth corner) in original-image pixels, or None for models without landmarks.
     From a Recognizer: embeddings (N, D) float32, L2-normalised; from identification, identities
     (N names, "unknown" below the threshold) and similarities (N,) to the best gallery match.
+    From a Tracker (video): track_ids (N,) int64, stable through the video (-1: not a track yet).
     """
 
     boxes: np.ndarray
@@ -41,6 +43,7 @@ class Faces:
     embeddings: np.ndarray | None = None
     identities: tuple[str, ...] | None = None
     similarities: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -52,12 +55,14 @@ class Faces:
 
         if isinstance(index, (int, np.integer)):
             sim = pick(self.similarities)
+            track = pick(self.track_ids)
             return Face(self.boxes[index], float(self.scores[index]), pick(self.landmarks), pick(self.embeddings),
-                        pick(self.identities), None if sim is None else float(sim))
+                        pick(self.identities), None if sim is None else float(sim),
+                        None if track is None else int(track))
         index = np.arange(len(self))[index]
         names = None if self.identities is None else tuple(self.identities[i] for i in index)
         return Faces(self.boxes[index], self.scores[index], pick(self.landmarks), self.width, self.height,
-                     self.source, pick(self.embeddings), names, pick(self.similarities))
+                     self.source, pick(self.embeddings), names, pick(self.similarities), pick(self.track_ids))
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -77,6 +82,8 @@ class Faces:
             if self.identities is not None:
                 faces[-1]["identity"] = self.identities[i]
                 faces[-1]["similarity"] = round(float(self.similarities[i]), 5)
+            if self.track_ids is not None:
+                faces[-1]["track"] = int(self.track_ids[i])
         return {"image": self.source, "width": self.width, "height": self.height, "faces": faces}
 
     def plot(self, image: np.ndarray) -> np.ndarray:
@@ -89,6 +96,8 @@ class Faces:
             cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 0), thick)
             label = f"{self.scores[i]:.2f}" if self.identities is None else \
                 f"{self.identities[i]} {self.similarities[i]:.2f}"
+            if self.track_ids is not None and self.track_ids[i] >= 0:
+                label = f"#{self.track_ids[i]} {label}"
             cv2.putText(out, label, (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 255, 0), thick)
             if self.landmarks is not None:
                 for (x, y), c in zip(self.landmarks[i], colours):

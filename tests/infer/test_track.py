@@ -1,0 +1,84 @@
+"""Tracking: hand-made trajectories with known identities (crossing faces, misses, low-score frames), and
+`leanface detect` on the real Hamilton clip (track ids in the JSON, stable where boxes overlap)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from leanface.cli import main
+from leanface.errors import LeanfaceError
+from leanface.infer import Faces
+from leanface.infer.track import Tracker, TrackerConfig
+
+from ..conftest import SHARED, need
+
+
+def _faces(boxes, scores, emb=None):
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return Faces(boxes, np.asarray(scores, np.float32), None, 640, 480,
+                 embeddings=None if emb is None else np.asarray(emb, np.float32))
+
+
+def _box(cx, cy, s=40):
+    return [cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2]
+
+
+def test_crossing_faces_keep_their_ids_by_appearance():
+    a, b = np.eye(4)[0], np.eye(4)[1]  # two people's (unit) embeddings
+    tr = Tracker()
+    seen = []
+    for t in range(30):  # A moves right, B left; they overlap fully at t = 15
+        xa, xb = 100 + 10 * t, 400 - 10 * t
+        out = tr(_faces([_box(xb, 200), _box(xa, 200)], [0.9, 0.8], [b, a]))
+        seen.append(tuple(out.track_ids))
+    ids_b, ids_a = zip(*seen)
+    assert len(set(ids_a)) == 1 and len(set(ids_b)) == 1 and ids_a[0] != ids_b[0]
+
+
+def test_a_short_miss_keeps_the_id_and_a_long_one_does_not():
+    tr = Tracker(TrackerConfig(max_age=5))
+    ids = []
+    for t in range(20):
+        gone = 6 <= t < 10  # 4 frames without the face: it reappears where its velocity says
+        out = tr(_faces([] if gone else [_box(100 + 8 * t, 200)], [] if gone else [0.9]))
+        ids += list(out.track_ids)
+    assert set(ids) == {ids[0]}
+    tr = Tracker(TrackerConfig(max_age=2))
+    first = tr(_faces([_box(100, 200)], [0.9])).track_ids[0]
+    for _ in range(3):
+        tr(_faces([], []))
+    assert tr(_faces([_box(100, 200)], [0.9])).track_ids[0] != first
+
+
+def test_low_score_frames_continue_a_track_but_start_none():
+    tr = Tracker()
+    first = tr(_faces([_box(100, 200)], [0.9])).track_ids[0]
+    out = tr(_faces([_box(104, 200), _box(500, 300)], [0.3, 0.3]))  # blurred frame; a far low-score box
+    assert out.track_ids[0] == first and out.track_ids[1] == -1
+    assert tr(_faces([_box(108, 200)], [0.9])).track_ids[0] == first
+    with pytest.raises(LeanfaceError, match="low_thr"):
+        TrackerConfig(high_thr=0.2, low_thr=0.5)
+
+
+def test_detect_video_has_stable_track_ids(tmp_path):
+    clip = need(SHARED / "data" / "videos" / "short_hamilton_clip.mp4")
+    out = tmp_path / "t.jsonl"
+    assert main(["detect", str(clip), "--json-out", str(out), "--threads", "1"]) == 0
+    frames = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(frames) == 275
+    tracks = [f["track"] for r in frames for f in r["faces"]]
+    assert tracks and min(tracks) >= 1 and len(set(tracks)) <= 12
+    kept = changed = 0
+    for prev, cur in zip(frames, frames[1:]):  # a face that barely moved between frames keeps its id
+        for f in cur["faces"]:
+            for g in prev["faces"]:
+                x1, y1 = max(f["box"][0], g["box"][0]), max(f["box"][1], g["box"][1])
+                x2, y2 = min(f["box"][2], g["box"][2]), min(f["box"][3], g["box"][3])
+                inter = max(0, x2 - x1) * max(0, y2 - y1)
+                union = sum((b[2] - b[0]) * (b[3] - b[1]) for b in (f["box"], g["box"])) - inter
+                if inter / union > 0.7:
+                    kept += f["track"] == g["track"]
+                    changed += f["track"] != g["track"]
+    assert kept > 300 and changed == 0

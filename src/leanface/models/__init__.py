@@ -3,7 +3,7 @@
 Importing the package registers every family (each module calls `register_family` and
 `register_model` at import), so the registry is complete before anything looks a name up.
 """
-from . import eresfd, extd, mobilefacenet, scrfd  # noqa: F401  (registration)
+from . import eresfd, extd, mobilefacenet, quality, scrfd  # noqa: F401  (registration)
 from .mobilefacenet import MobileFaceNetConfig
 from .config import MobileNetConfig, PAFPNConfig, ResNetConfig, SCRFDConfig, SCRFDHeadConfig
 from .registry import (Family, Postprocess, build_model, config_from_dict, create_model, get_config, get_family,

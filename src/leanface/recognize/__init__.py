@@ -3,9 +3,11 @@ identification against a gallery. Embedder networks live in leanface.models, the
 leanface.train; peer adapters (dlib) in leanface.recognize.peers."""
 from .align import ARCFACE_TEMPLATE_112, align_faces, similarity_transform
 from .embedder import Embedder
+from .aggregate import AGGREGATORS, aggregate, qan_weights
 from .gallery import UNKNOWN, Gallery, Identifier, build_gallery
+from .quality import QualityScorer
 from .recognizer import Recognizer, Verification, centre_crop, primary_face, require_threshold
 
-__all__ = ["ARCFACE_TEMPLATE_112", "UNKNOWN", "Embedder", "Gallery", "Identifier", "Recognizer", "Verification",
-           "align_faces", "build_gallery", "centre_crop", "primary_face", "require_threshold",
+__all__ = ["AGGREGATORS", "ARCFACE_TEMPLATE_112", "UNKNOWN", "Embedder", "Gallery", "Identifier", "QualityScorer",
+           "Recognizer", "Verification", "aggregate", "align_faces", "qan_weights", "build_gallery", "centre_crop", "primary_face", "require_threshold",
            "similarity_transform"]

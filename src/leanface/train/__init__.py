@@ -1,7 +1,7 @@
 """Training: the generic loop (`train(TrainConfig(...), model, data)`), task adapters, per-family losses."""
 from ..boxes import box_iou
 from . import ssd_loss  # noqa: F401  (registers the SSD families' loss)
-from . import recognition  # noqa: F401  (registers the embed task)
+from . import quality, recognition  # noqa: F401  (register the quality and embed tasks)
 from .assigner import Anchors, atss_assign, make_anchors
 from .detection import DetectionTask
 from .loop import TrainConfig, TrainResult, WarmupStepSchedule, available_cores, cpu_has_bf16, register_task, train

@@ -1,0 +1,62 @@
+"""Face-quality scoring: aligned 112x112 crops in, one quality in (0, 1) per face out (QAN++'s weights).
+
+Runs a quality-task checkpoint (.pt, e.g. `leanface train --model qualitynet`'s model.pt) on PyTorch, or
+its ONNX export on ONNX Runtime.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+
+from ..errors import LeanfaceError
+from ..infer import onnx_session
+from ..models import config_from_dict, create_model, get_family
+from ..models.registry import ONNX_CONFIG_KEY
+
+
+class QualityScorer:
+    def __init__(self, weights: str | os.PathLike, *, batch_size: int = 64, threads: int | None = None):
+        self.weights = os.fspath(weights)
+        self.batch_size = batch_size
+        if not os.path.isfile(self.weights):
+            raise LeanfaceError(f"{self.weights}: quality weights not found")
+        if self.weights.lower().endswith(".onnx"):
+            try:
+                self._session = onnx_session(self.weights, threads)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+                raise LeanfaceError(f"{self.weights}: onnxruntime cannot load it ({type(exc).__name__})") from None
+            meta = self._session.get_modelmeta().custom_metadata_map
+            if ONNX_CONFIG_KEY not in meta:
+                raise LeanfaceError(f"{self.weights}: no leanface config inside; not a leanface quality export")
+            cfg = config_from_dict(json.loads(meta[ONNX_CONFIG_KEY]))
+            self._net = None
+        else:
+            if threads:
+                torch.set_num_threads(threads)
+            self._net = create_model(None, self.weights).eval()
+            cfg = self._net.cfg
+        if get_family(cfg.family).task != "quality":
+            raise LeanfaceError(f"{self.weights}: {cfg.name} is not a face-quality network "
+                                f"(its task is {get_family(cfg.family).task!r})")
+        self.config = cfg
+        self._mean = np.asarray(cfg.mean, np.float32).reshape(1, 3, 1, 1)
+        self._std = np.asarray(cfg.std, np.float32).reshape(1, 3, 1, 1)
+
+    def score(self, crops: np.ndarray) -> np.ndarray:
+        """(K, S, S, 3) uint8 RGB aligned crops -> (K,) float32 qualities in (0, 1)."""
+        crops = np.asarray(crops)
+        side = self.config.input_size
+        if crops.ndim != 4 or crops.shape[1:] != (side, side, 3):
+            raise LeanfaceError(f"quality needs (K, {side}, {side}, 3) aligned crops, got shape {crops.shape}")
+        out = []
+        for s in range(0, len(crops), self.batch_size):
+            x = (crops[s:s + self.batch_size].transpose(0, 3, 1, 2).astype(np.float32) - self._mean) / self._std
+            if self._net is not None:
+                with torch.inference_mode():
+                    out.append(self._net.forward_export(torch.from_numpy(x))[0].numpy()[:, 0])
+            else:
+                out.append(self._session.run(None, {self._session.get_inputs()[0].name: x})[0][:, 0])
+        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)

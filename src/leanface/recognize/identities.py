@@ -192,14 +192,29 @@ def _write_cache(path: Path, faces: IdentityFaces, report) -> None:
         report(f"{path}: cannot write the aligned-face cache ({exc.strerror or exc})")
 
 
+def _held(faces: IdentityFaces, share: float, low: int, high: int | None, key: str) -> np.ndarray:
+    counts = np.bincount(faces.labels, minlength=len(faces.identities))
+    held = np.array([low <= counts[i] and (high is None or counts[i] <= high) and
+                     int(hashlib.sha1(f"{key}:{name}".encode()).hexdigest()[:8], 16) < share * 2 ** 32
+                     for i, name in enumerate(faces.identities)], bool)
+    return held[faces.labels]
+
+
 def dev_split(faces: IdentityFaces, share: float = 0.05, max_images: int = 20, seed: int = 0) -> np.ndarray:
     """(N,) bool: the faces of held-back identities (about `share` of those with 2..max_images images,
     chosen by a hash of the name and seed, so the split does not move when other folders are added)."""
-    counts = np.bincount(faces.labels, minlength=len(faces.identities))
-    held = np.array([2 <= counts[i] <= max_images and
-                     int(hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:8], 16) < share * 2 ** 32
-                     for i, name in enumerate(faces.identities)], bool)
-    return held[faces.labels]
+    return _held(faces, share, 2, max_images, str(seed))
+
+
+# Identities with at least this many faces can give the set-to-set protocol several templates.
+TEMPLATE_MIN_FACES = 20
+
+
+def template_split(faces: IdentityFaces, share: float = 0.3, min_faces: int = TEMPLATE_MIN_FACES) -> np.ndarray:
+    """(N,) bool: the faces of identities held back for the set-to-set (template) protocol: about `share` of
+    those with at least `min_faces` faces, by a hash of the name (fixed, whatever the seed). The quality
+    task never trains on them, so its QAN++ figures are measured on unseen people."""
+    return _held(faces, share, min_faces, None, "templates")
 
 
 def dev_pairs(labels: np.ndarray, folds: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -11,8 +11,9 @@ image have no target and are not used. The reference embedder is `margin.teacher
 OpenCV SFace, Apache-2.0), else our bundled embedder. Augmentation: flips only (a flip does not change
 quality; blur or downscaling would, and the target would then be wrong).
 
-Evaluation on the held-back identities (the same dev split as the embed task): mean absolute error and
-Spearman's rank correlation between predicted and target quality.
+Evaluation on the held-back identities (the embed task's dev split, and the identities the template
+protocol keeps for itself, `template_split`, which the quality net never trains on): mean absolute error
+and Spearman's rank correlation between predicted and target quality.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 from ..errors import LeanfaceError
 from ..recognize.embedder import DEFAULT_EMBEDDER_ONNX
-from ..recognize.identities import dev_split, load_identity_faces
+from ..recognize.identities import dev_split, load_identity_faces, template_split
 from .loop import register_task
 from .recognition import _roots, teacher_embeddings
 
@@ -81,15 +82,13 @@ class QualityTask:
         from ..recognize import Embedder
 
         dim = Embedder(self.reference).dim
-        # Per split (the splits share no identity, so the centres are the same): the embed task caches the
-        # training split's reference embeddings under the same key.
-        held = dev_split(faces, seed=cfg.seed)
-        train_faces, dev_faces = faces.subset(~held), faces.subset(held)
+        # Targets per split: the splits share no identity, so each identity's centre is the same either way.
+        emb = teacher_embeddings(self.reference, faces.crops, dim, progress=main)[:, 0]
+        held = dev_split(faces, seed=cfg.seed) | template_split(faces)  # the template protocol's people too
         parts = []
-        for part in (train_faces, dev_faces):
-            emb = teacher_embeddings(self.reference, part.crops, dim, progress=main)[:, 0] if len(part) else \
-                np.zeros((0, dim), np.float32)
-            t = quality_targets(emb, part.labels)
+        for keep in (~held, held):
+            part = faces.subset(keep)
+            t = quality_targets(emb[keep], part.labels)
             parts.append((part.crops[np.isfinite(t)], t[np.isfinite(t)], int((~np.isfinite(t)).sum())))
         (self.train_crops, self.train_targets, lost_train), (self.dev_crops, self.dev_targets, lost_dev) = parts
         if len(self.train_targets) < 2:

@@ -83,8 +83,13 @@ class QualityTask:
 
         dim = Embedder(self.reference).dim
         # Targets per split: the splits share no identity, so each identity's centre is the same either way.
-        emb = teacher_embeddings(self.reference, faces.crops, dim, progress=main)[:, 0]
-        held = dev_split(faces, seed=cfg.seed) | template_split(faces)  # the template protocol's people too
+        # Computed per dev split, so the embed task's cached embeddings of its training faces are reused.
+        dev = dev_split(faces, seed=cfg.seed)
+        emb = np.zeros((len(faces), dim), np.float32)
+        for keep in (~dev, dev):
+            if keep.any():
+                emb[keep] = teacher_embeddings(self.reference, faces.subset(keep).crops, dim, progress=main)[:, 0]
+        held = dev | template_split(faces)  # the template protocol's people too
         parts = []
         for keep in (~held, held):
             part = faces.subset(keep)

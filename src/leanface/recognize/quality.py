@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,9 +18,15 @@ from ..models import config_from_dict, create_model, get_family
 from ..models.registry import ONNX_CONFIG_KEY
 
 
+# The bundled quality net, trained by us (README: "Faces through video"; training/qualitynet_r1/).
+DEFAULT_QUALITY = Path(__file__).resolve().parents[1] / "weights" / "qualitynet.pt"
+
+
 class QualityScorer:
-    def __init__(self, weights: str | os.PathLike, *, batch_size: int = 64, threads: int | None = None):
-        self.weights = os.fspath(weights)
+    """weights: a quality-task checkpoint (.pt) or its ONNX export (None: the bundled quality net)."""
+
+    def __init__(self, weights: str | os.PathLike | None = None, *, batch_size: int = 64, threads: int | None = None):
+        self.weights = os.fspath(DEFAULT_QUALITY if weights is None else weights)
         self.batch_size = batch_size
         if not os.path.isfile(self.weights):
             raise LeanfaceError(f"{self.weights}: quality weights not found")

@@ -51,3 +51,20 @@ def test_train_qualitynet_and_score(tmp_path, sface):
         pt.score(crops[:, :64])
     with pytest.raises(LeanfaceError, match="not a face-quality network"):
         QualityScorer(DEFAULT_EMBEDDER)
+
+
+def test_bundled_quality_net_scores_degraded_faces_lower():
+    """The shipped net, on real aligned faces it never trained on the degraded versions of: a blurred,
+    downscaled, occluded or JPEG-crushed copy scores below its clean original (measured: 100/100/96/86%)."""
+    import cv2
+
+    from leanface.eval.templates import degrade
+
+    files = sorted(need(SHARED / "data" / "recog_train" / "glint_sample").rglob("*.jpg"))[::12]
+    crops = np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in files])
+    scorer = QualityScorer(threads=1)
+    clean = scorer.score(crops)
+    rng = np.random.default_rng(0)
+    for kind, share in (("motion_blur", 0.9), ("downscale", 0.9), ("occlusion", 0.8), ("jpeg", 0.65)):
+        worse = scorer.score(np.stack([degrade(c, kind, rng) for c in crops]))
+        assert (worse < clean).mean() >= share, kind

@@ -446,8 +446,10 @@ def _recognizer(args):
     size = getattr(args, "size", 640)
     detector = Detector(weights=args.det_weights, size=size, score_thr=args.score_thr,
                         batch_size=args.batch_size, threads=args.threads)
+    quality = getattr(args, "quality", None)
+    quality = None if quality in (None, "none") else True if quality == "bundled" else quality
     return Recognizer(args.weights, model=args.model, mean=args.mean, std=args.std, flip=args.flip,
-                      threshold=args.threshold, detector=detector, threads=args.threads)
+                      threshold=args.threshold, detector=detector, threads=args.threads, quality=quality)
 
 
 def _add_embed(sub):
@@ -497,8 +499,11 @@ def _add_identify(sub):
     p.add_argument("--cache", help="gallery embedding cache file (default: one per setup under "
                                    "~/.cache/leanface/gallery)")
     p.add_argument("--no-cache", action="store_true", help="embed the gallery afresh and keep no cache")
-    p.add_argument("--json-out", help="write one JSON object per image (per frame for videos): box, score, "
-                                      "landmarks, embedding, identity, similarity per face")
+    p.add_argument("--quality", default="bundled", help="face-quality net for QAN++ aggregation of video "
+                                                        "tracks: 'bundled' (default), weights, or 'none' (mean)")
+    p.add_argument("--json-out", help="write one JSON object per image (box, score, landmarks, embedding, "
+                                      "identity, similarity, quality per face) and one per video track "
+                                      "(track, first_frame, last_frame, identity, similarity, frames)")
     p.add_argument("--save-dir", help="write images annotated with names here")
     _add_rerun_flags(p)
     return p

@@ -82,3 +82,37 @@ def test_detect_video_has_stable_track_ids(tmp_path):
                     kept += f["track"] == g["track"]
                     changed += f["track"] != g["track"]
     assert kept > 300 and changed == 0
+
+
+def test_identify_video_one_record_per_track(tmp_path, capsys):
+    """The Hamilton clip with the two reference stills as a flat gallery: one JSON line per track, and the
+    performer's long track (frames 82 on) named Lin-Manuel Miranda by the bundled models."""
+    import cv2
+
+    videos = need(SHARED / "data" / "videos")
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    for still in ("lin-manuel-miranda.png", "alex-lacamoire.png"):
+        (gallery / still).symlink_to(videos / still)
+    out = tmp_path / "who.jsonl"
+    assert main(["identify", str(videos / "short_hamilton_clip.mp4"), "--gallery", str(gallery), "--json-out",
+                 str(out), "--threads", "1"]) == 0
+    tracks = [json.loads(line) for line in out.read_text().splitlines()]
+    assert tracks and all({"track", "first_frame", "last_frame", "identity", "similarity", "frames"} <= set(t)
+                          for t in tracks)
+    assert all(t["identity"] in ("lin-manuel-miranda", "alex-lacamoire", "unknown") for t in tracks)
+    longest = max(tracks, key=lambda t: t["frames"])
+    assert longest["identity"] == "lin-manuel-miranda" and longest["frames"] > 100
+    # A video with no face, and an unreadable one: one line each, exit status 2, nothing else lost.
+    blank = tmp_path / "blank.mp4"
+    w = cv2.VideoWriter(str(blank), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for _ in range(5):
+        w.write(np.zeros((48, 64, 3), np.uint8))
+    w.release()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    capsys.readouterr()
+    assert main(["identify", str(blank), str(broken), "--gallery", str(gallery), "--json-out",
+                 str(tmp_path / "none.jsonl"), "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "blank.mp4: no faces found" in err and "broken.mp4" in err and "Traceback" not in err

@@ -98,6 +98,13 @@ class _Outputs:
             self.json.flush()
         self.count += 1
 
+    def add_record(self, record: dict) -> None:
+        """One JSON line that is not an image's faces (a video track's identity)."""
+        if self.json is not None:
+            self.json.write(json.dumps(record) + "\n")
+            self.json.flush()
+        self.count += 1
+
     def report(self, message: str) -> None:
         """One error line for an input that failed (above the progress bar, not inside it)."""
         tqdm.write(f"leanface {self.verb}: error: {message}", file=sys.stderr)
@@ -269,7 +276,7 @@ def run_detect(detector: Detector, paths: list[str], json_out: str | None = None
     try:
         failures += _detect_images(detector, images, names, out)
         for video in videos:
-            failures += _detect_video(detector, video, out)
+            failures += (_identify_video if hasattr(detector, "name_track") else _detect_video)(detector, video, out)
     finally:
         out.close()
     print(f"{out.count} result{'s' if out.count != 1 else ''}" + (f" -> {json_out}" if json_out else "") +
@@ -311,7 +318,10 @@ def _video_tracker(pipeline):
     """(Tracker, the Detector inside the pipeline or None, the user's score threshold, stage two's floor).
     The tracker's high threshold is the user's, so the faces reported are the ones a plain run reports,
     plus low-score ones that continue a track."""
-    det = pipeline if hasattr(pipeline, "postprocess") else getattr(pipeline, "detector", None)
+    det = pipeline
+    for attr in ("recognizer", "detector"):  # an Identifier holds a Recognizer, which holds a Detector
+        if not hasattr(det, "postprocess"):
+            det = getattr(det, attr, det)
     if det is None or not hasattr(det, "postprocess"):
         return Tracker(TrackerConfig(high_thr=0.0, low_thr=0.0)), None, 0.0, 0.0
     user = float(det.postprocess.score_thr)
@@ -369,6 +379,81 @@ def _detect_video(detector: Detector, video: Path, out: _Outputs) -> int:
         writer.release()
         os.replace(partial, target)
     return 0
+
+
+def _identify_video(identifier, video: Path, out: _Outputs) -> int:
+    """`identify` on a video: faces tracked through it, one JSON line per track (its frames' embeddings
+    aggregated, QAN++ when the recognizer has a quality net, and named against the gallery); with save_dir
+    an annotated copy <stem>.mp4 with each track's name, drawn in a second pass over the video."""
+    try:
+        frames, count, fps = video_frames(video)
+    except LeanfaceError as exc:
+        out.report(str(exc))
+        return 1
+    tracker, det, user_thr, low_thr = _video_tracker(identifier)
+    if det is not None:
+        det.postprocess = det.postprocess.replace(score_thr=low_thr)
+    tracks: dict[int, dict] = {}
+    drawn: list[list[tuple[np.ndarray, int]]] = []
+    vbar = tqdm(total=count or None, desc=video.name, unit="frame", file=sys.stderr)
+    try:
+        for k, faces in enumerate(identifier.stream(frames)):
+            faces = tracker(faces)
+            faces = faces[faces.track_ids >= 0]
+            drawn.append([(b, int(t)) for b, t in zip(faces.boxes, faces.track_ids)])
+            for i, t in enumerate(faces.track_ids):
+                tr = tracks.setdefault(int(t), {"frames": [], "emb": [], "q": []})
+                tr["frames"].append(k)
+                tr["emb"].append(faces.embeddings[i])
+                if faces.qualities is not None:
+                    tr["q"].append(float(faces.qualities[i]))
+            vbar.update(1)
+    finally:
+        if det is not None:
+            det.postprocess = det.postprocess.replace(score_thr=user_thr)
+        vbar.close()
+    if not tracks:
+        out.report(f"{video}: no faces found in its {len(drawn)} frames")
+        return 1
+    names = {}
+    for t, tr in sorted(tracks.items()):
+        q = np.array(tr["q"]) if len(tr["q"]) == len(tr["frames"]) else None
+        identity, similarity, method = identifier.name_track(np.stack(tr["emb"]), q)
+        names[t] = identity
+        out.add_record({"video": str(video), "track": t, "first_frame": tr["frames"][0], "last_frame": tr["frames"][-1],
+                        "identity": identity, "similarity": round(similarity, 5), "frames": len(tr["frames"]),
+                        "aggregator": method})
+    if out.save_dir is not None:
+        _write_track_video(video, drawn, names, fps, out.save_dir / f"{video.stem}.mp4")
+    return 0
+
+
+def _write_track_video(video: Path, drawn: list, names: dict[int, str], fps: float, target: Path) -> None:
+    frames, _, _ = video_frames(video)
+    partial = target.with_name(f".tmp-{target.name}")
+    writer = None
+    try:
+        for frame, faces in zip(frames, drawn):
+            if writer is None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0,
+                                         (frame.shape[1], frame.shape[0]))
+            img = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+            thick = max(1, round(max(frame.shape[:2]) / 500))
+            for box, t in faces:
+                x1, y1, x2, y2 = (int(round(v)) for v in box)
+                cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 0), thick)
+                cv2.putText(img, f"#{t} {names.get(t, '')}", (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.4 * thick, (0, 255, 0), thick)
+            writer.write(img)
+    except BaseException:
+        if writer is not None:
+            writer.release()
+            partial.unlink(missing_ok=True)
+        raise
+    if writer is not None:
+        writer.release()
+        os.replace(partial, target)
 
 
 def run_demo(model: str | None = None, weights: str | None = None, save_dir: str = "demo_out") -> int:

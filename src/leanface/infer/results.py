@@ -20,6 +20,7 @@ class Face:
     identity: str | None = None
     similarity: float | None = None
     track: int | None = None
+    quality: float | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Faces:
     From a Recognizer: embeddings (N, D) float32, L2-normalised; from identification, identities
     (N names, "unknown" below the threshold) and similarities (N,) to the best gallery match.
     From a Tracker (video): track_ids (N,) int64, stable through the video (-1: not a track yet).
+    From a Recognizer with a quality net: qualities (N,) float32 in (0, 1).
     """
 
     boxes: np.ndarray
@@ -44,6 +46,7 @@ class Faces:
     identities: tuple[str, ...] | None = None
     similarities: np.ndarray | None = None
     track_ids: np.ndarray | None = None
+    qualities: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -55,14 +58,15 @@ class Faces:
 
         if isinstance(index, (int, np.integer)):
             sim = pick(self.similarities)
-            track = pick(self.track_ids)
+            track, quality = pick(self.track_ids), pick(self.qualities)
             return Face(self.boxes[index], float(self.scores[index]), pick(self.landmarks), pick(self.embeddings),
                         pick(self.identities), None if sim is None else float(sim),
-                        None if track is None else int(track))
+                        None if track is None else int(track), None if quality is None else float(quality))
         index = np.arange(len(self))[index]
         names = None if self.identities is None else tuple(self.identities[i] for i in index)
         return Faces(self.boxes[index], self.scores[index], pick(self.landmarks), self.width, self.height,
-                     self.source, pick(self.embeddings), names, pick(self.similarities), pick(self.track_ids))
+                     self.source, pick(self.embeddings), names, pick(self.similarities), pick(self.track_ids),
+                     pick(self.qualities))
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -84,6 +88,8 @@ class Faces:
                 faces[-1]["similarity"] = round(float(self.similarities[i]), 5)
             if self.track_ids is not None:
                 faces[-1]["track"] = int(self.track_ids[i])
+            if self.qualities is not None:
+                faces[-1]["quality"] = round(float(self.qualities[i]), 5)
         return {"image": self.source, "width": self.width, "height": self.height, "faces": faces}
 
     def plot(self, image: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ class TrackerConfig:
     match_iou: float = 0.2
     low_match_iou: float = 0.4
     appearance: float = 0.5
-    min_cos: float = 0.2
+    min_cos: float = 0.3
     max_age: int = 30
     min_hits: int = 1
 
@@ -130,7 +130,8 @@ class Tracker:
         pool = list(range(len(self.tracks)))
         matches, left_tracks, left_high = self._match(pool, high, faces.boxes, emb, cfg.match_iou, cfg.appearance)
         recent = [k for k in left_tracks if self.tracks[k].missed == 0]  # stage two: tracks seen last frame
-        low_matches, _, _ = self._match(recent, low, faces.boxes, None, cfg.low_match_iou, 0.0)
+        # IoU decides stage two (ByteTrack); embeddings, when there are any, only veto (a scene cut's stranger).
+        low_matches, _, _ = self._match(recent, low, faces.boxes, emb, cfg.low_match_iou, 0.0)
         for k, d in matches + low_matches:
             t = self.tracks[k]
             t.kalman.update(faces.boxes[d])
@@ -164,14 +165,15 @@ class Tracker:
         iou = box_iou(predicted, boxes[dets])
         cost = 1.0 - iou
         allowed = iou >= min_iou
-        if appearance and emb is not None:
+        if emb is not None:
             have = np.array([self.tracks[k].embedding is not None for k in tracks])
             if have.any():
                 te = np.stack([self.tracks[k].embedding if h else np.zeros(emb.shape[1], np.float32)
                                for k, h in zip(tracks, have)])
                 cos = te @ emb[dets].T
-                fused = (1 - appearance) * (1.0 - iou) + appearance * (1.0 - cos)
-                cost = np.where(have[:, None], fused, cost)
+                if appearance:
+                    fused = (1 - appearance) * (1.0 - iou) + appearance * (1.0 - cos)
+                    cost = np.where(have[:, None], fused, cost)
                 allowed &= ~have[:, None] | (cos >= self.config.min_cos)
         cost = np.where(allowed, cost, 1e6)
         rows, cols = linear_sum_assignment(cost)

@@ -194,3 +194,12 @@ class Identifier:
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterable[Faces]:
         return (self._name(f) for f in self.recognizer.stream(frames))
+
+    def name_track(self, embeddings: np.ndarray, qualities: np.ndarray | None) -> tuple[str, float, str]:
+        """(identity, similarity, aggregator) of one video track: its frames' embeddings aggregated by
+        QAN++ when there are qualities (the mean otherwise), matched against the gallery."""
+        from .aggregate import aggregate
+
+        method = "qan" if qualities is not None else "mean"
+        names, sims = self.gallery.match(aggregate(embeddings, qualities, method)[None], self.threshold)
+        return names[0], float(sims[0]), method

@@ -18,6 +18,7 @@ from ..errors import LeanfaceError
 from ..infer import Detector, Faces, read_image
 from ..infer.image import as_rgb
 from .embedder import Embedder
+from .align import align_faces
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,13 @@ class Recognizer:
     threshold: cosine similarity above which two faces are the same person (None: the one stored
     in the embedder's file, calibrated on LFW; verify() needs one).
     detector: a Detector (default: the bundled one, built with det_weights, size, score_thr, threads).
+    quality: a face-quality net for `Faces.qualities` (True: the bundled one; a path: its weights; None: none).
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, *, model=None, embedder=None, mean=None,
                  std=None, flip: bool = False, threshold: float | None = None, detector: Detector | None = None,
                  det_weights: str | os.PathLike | None = None, size: int | None = 640, score_thr: float = 0.5,
-                 batch_size: int = 8, threads: int | None = None):
+                 batch_size: int = 8, threads: int | None = None, quality: str | os.PathLike | bool | None = None):
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not -1.0 <= threshold <= 1.0):
             raise LeanfaceError(f"threshold must be a cosine similarity in [-1, 1], got {threshold!r}")
@@ -90,6 +92,11 @@ class Recognizer:
                                 f"use a detector with landmarks (e.g. scrfd_500m_kps)")
         self.threshold = float(threshold) if threshold is not None else getattr(self.embedder, "threshold", None)
         self.batch_size = self.detector.batch_size
+        self.quality = None
+        if quality is not None and quality is not False:
+            from .quality import QualityScorer
+
+            self.quality = QualityScorer(None if quality is True else quality, threads=threads)
 
     def __call__(self, images):
         """Faces with embeddings of an image (RGB array, PIL image or path), or a list of them."""
@@ -123,7 +130,11 @@ class Recognizer:
     def add_embeddings(self, image: np.ndarray, faces: Faces) -> Faces:
         emb = self.embedder.embed_faces(image, faces.boxes, faces.landmarks) if len(faces) else \
             np.zeros((0, self.embedder.dim), np.float32)
-        return dataclasses.replace(faces, embeddings=emb)
+        qualities = None
+        if self.quality is not None:
+            qualities = self.quality.score(align_faces(image, faces.landmarks, self.quality.config.input_size)) \
+                if len(faces) and faces.landmarks is not None else np.zeros(len(faces), np.float32)
+        return dataclasses.replace(faces, embeddings=emb, qualities=qualities)
 
     def embed_primary(self, image) -> tuple[np.ndarray, bool]:
         """(embedding (D,), found) of the photo's main face (`primary_face`); when no face is found, the

@@ -86,7 +86,8 @@ def test_detect_video_has_stable_track_ids(tmp_path):
 
 def test_identify_video_one_record_per_track(tmp_path, capsys):
     """The Hamilton clip with the two reference stills as a flat gallery: one JSON line per track, and the
-    performer's long track (frames 82 on) named Lin-Manuel Miranda by the bundled models."""
+    longest track (the performer from frame 82; the tracker carries it across the cut to the audience at
+    frame 211, an id switch the README reports) named Lin-Manuel Miranda by the bundled models."""
     import cv2
 
     videos = need(SHARED / "data" / "videos")

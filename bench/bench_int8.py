@@ -26,6 +26,7 @@ import numpy as np
 import onnxruntime as ort
 
 from leanface import Detector, Embedder, create_model
+from leanface.benchmark import interleaved_times
 from leanface.eval.report import evaluate_detector
 from leanface.eval.verification import verification_protocol
 from leanface.export import export_int8, export_onnx
@@ -40,20 +41,6 @@ CALIB = WIDER / "WIDER_train" / "images"
 FACES_CALIB = SHARED / "data" / "recog_train" / "glint_sample"
 LFW = SHARED / "data" / "lfw"
 WEIGHTS = ROOT / "src" / "leanface" / "weights"
-
-
-def paired_times(fns: dict, rounds: int, inner: int = 3) -> dict[str, list[float]]:
-    """ms per call of each function, per interleaved round (after a warm-up)."""
-    for fn in fns.values():
-        fn(), fn()
-    out: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            out[k].append((time.perf_counter() - t) * 1000 / inner)
-    return out
 
 
 def ratio_text(num: list[float], den: list[float]) -> str:
@@ -111,7 +98,7 @@ def main() -> int:
         for threads in (1, 2):
             a, b = onnx_session(files["float"], threads), onnx_session(q, threads)
             da, db = Detector(weights=files["float"], threads=threads), Detector(weights=q, threads=threads)
-            t = paired_times({"f": lambda: a.run(None, {"input.1": x}), "q": lambda: b.run(None, {"input.1": x}),
+            t = interleaved_times({"f": lambda: a.run(None, {"input.1": x}), "q": lambda: b.run(None, {"input.1": x}),
                               "fe": lambda: da(str(vga)), "qe": lambda: db(str(vga))}, args.rounds)
             med = {k: statistics.median(v) for k, v in t.items()}
             speed.append(f"| {label} | {threads} | {med['f']:.2f} | {med['q']:.2f} | {ratio_text(t['q'], t['f'])} | "
@@ -150,7 +137,7 @@ def embedder_table(tmp: Path, args) -> None:
     rep = export_int8(net, tmp / "mfn_int8.onnx", FACES_CALIB, count=args.calib_images, threshold=threshold)
     ef, eq = Embedder(fl, threads=1), Embedder(rep.path, threads=1)
     crops = np.random.default_rng(0).integers(0, 256, (32, 112, 112, 3), dtype=np.uint8)
-    t = paired_times({"f1": lambda: ef.embed(crops[:1]), "q1": lambda: eq.embed(crops[:1]),
+    t = interleaved_times({"f1": lambda: ef.embed(crops[:1]), "q1": lambda: eq.embed(crops[:1]),
                       "f32": lambda: ef.embed(crops), "q32": lambda: eq.embed(crops)}, args.rounds, inner=2)
     med = {k: statistics.median(v) for k, v in t.items()}
     print(f"\nEmbedder (bundled MobileFaceNet), one thread; int8 float nodes: {', '.join(rep.float_nodes) or 'none'}")

@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "leanface"
 LEAVES = {"errors", "files", "boxes", "images", "cluster"}
 ALLOWED = {
     "errors": set(),
-    "files": set(),
+    "files": {"errors"},
     "boxes": set(),
     "images": {"errors"},
     "cluster": {"errors"},

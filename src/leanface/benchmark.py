@@ -43,9 +43,9 @@ def bench_detector(detector, image, repeats: int = 20) -> dict:
     return out
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner: int = 3) -> dict[str, float]:
-    """Median ms per call of each function, timed in interleaved rounds after a warm-up, so
-    background load on a shared machine hits every contender alike."""
+def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int, inner: int = 3) -> dict[str, list[float]]:
+    """ms per call of each function in every round, timed in interleaved rounds after a warm-up, so
+    background load on a shared machine hits every contender alike (per-round ratios stay meaningful)."""
     for fn in fns.values():
         for _ in range(2):
             fn()
@@ -56,8 +56,12 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner
             for _ in range(inner):
                 fn()
             samples[k].append((time.perf_counter() - t) * 1000 / inner)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return samples
 
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner: int = 3) -> dict[str, float]:
+    """Median ms per call of each function (see interleaved_times)."""
+    return {k: statistics.median(v) for k, v in interleaved_times(fns, rounds, inner).items()}
 
 
 def bench_embedder(embedder, recognizer=None, image=None, repeats: int = 20) -> dict:

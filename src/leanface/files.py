@@ -41,3 +41,22 @@ def save_figure(fig, path: str | os.PathLike, dpi: float = 110) -> str | os.Path
     with atomic_write(path, binary=True) as f:
         f.write(buf.getvalue())
     return path
+
+
+def check_writable_folder(folder: str | os.PathLike, flag: str, shown: str | os.PathLike | None = None) -> None:
+    """Raise a one-line LeanfaceError unless `folder` (or, if it does not exist yet, its nearest existing
+    parent) is a folder we can create files in. Tried, not read off permission bits (root, read-only mounts)."""
+    from pathlib import Path
+
+    from .errors import LeanfaceError
+
+    shown = folder if shown is None else shown
+    probe = Path(folder).resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise LeanfaceError(f"{shown}: {flag} cannot be written ({probe} is not a folder)")
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as e:
+        raise LeanfaceError(f"{shown}: {flag} cannot be written ({e.strerror} in {probe})") from None

@@ -13,12 +13,11 @@ import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LeanfaceError
-from ..files import atomic_write
+from ..files import atomic_write, check_writable_folder
 
 SHARD_RE = re.compile(r"^shard-(\d{6})\.jsonl$")
 DEFAULT_SHARD_SIZE = 64
@@ -62,13 +61,7 @@ def shard_records(shard_dir: str | os.PathLike) -> tuple[dict[str, int], int]:
 def _check_folder(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise LeanfaceError(f"{folder}: --shard-dir names a file, not a folder")
-    probe = folder.resolve()
-    while not probe.exists():
-        probe = probe.parent
-    try:
-        tempfile.TemporaryFile(dir=probe).close()
-    except OSError as e:
-        raise LeanfaceError(f"{folder}: --shard-dir cannot be written ({e.strerror} in {probe})") from None
+    check_writable_folder(folder, "--shard-dir")
 
 
 class _Worker:

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -17,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import LeanfaceError
-from ..files import atomic_write
+from ..files import atomic_write, check_writable_folder
 from .detector import Detector
 from .image import IMAGE_EXTS, is_video, list_images, read_image, sample_image, video_frame_count, video_frames
 from .results import Faces
@@ -50,12 +49,12 @@ class _Outputs:
         if self.save_dir is not None:
             if self.save_dir.exists() and not self.save_dir.is_dir():
                 raise LeanfaceError(f"{self.save_dir}: --save-dir names a file, not a folder")
-            _writable_folder(self.save_dir, "--save-dir")
+            check_writable_folder(self.save_dir, "--save-dir")
         if json_out:
             target = Path(json_out)
             if target.is_dir():
                 raise LeanfaceError(f"{target}: --json-out names a folder, not a file")
-            _writable_folder(target.parent, "--json-out", shown=target)
+            check_writable_folder(target.parent, "--json-out", shown=target)
             if target.is_file() and target.stat().st_size and not (resume or exist_ok):
                 raise LeanfaceError(f"{target}: already holds results; --resume skips the inputs it has, "
                                     f"--exist-ok overwrites it")
@@ -133,19 +132,6 @@ def _read_records(path: Path) -> list[tuple[str, int | None, str]]:
             frame = rec.get("frame")
             records.append((src, frame if isinstance(frame, int) else None, line.rstrip("\n")))
     return records
-
-
-def _writable_folder(folder: Path, flag: str, shown: Path | None = None) -> None:
-    shown = folder if shown is None else shown
-    probe = folder.resolve()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise LeanfaceError(f"{shown}: {flag} cannot be written ({probe} is not a folder)")
-    try:  # try it: permission bits are not the whole story (root, read-only mounts, /proc)
-        tempfile.TemporaryFile(dir=probe).close()
-    except OSError as e:
-        raise LeanfaceError(f"{shown}: {flag} cannot be written ({e.strerror} in {probe})") from None
 
 
 def _output_names(inputs: list[tuple[Path, Path | None]]) -> list[str]:

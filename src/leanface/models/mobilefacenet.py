@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Family, ModelConfig, register_family, register_model
+from .registry import CropModelConfig, Family, register_family, register_model
 
 
 @dataclass(frozen=True)
-class MobileFaceNetConfig(ModelConfig):
+class MobileFaceNetConfig(CropModelConfig):
     """stages: (expansion t, width c, blocks n, first stride s) per stage, as in the paper's Table 1."""
 
     name: str
@@ -36,20 +36,6 @@ class MobileFaceNetConfig(ModelConfig):
     # Input normalisation: RGB, (pixel - mean) / std (the insightface convention for 112x112 crops).
     mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
-
-    @property
-    def has_landmarks(self) -> bool:
-        return False
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MobileFaceNetConfig":
-        d = dict(d)
-        d["stages"] = tuple(tuple(s) for s in d["stages"])
-        if d.get("kernels") is not None:
-            d["kernels"] = tuple(d["kernels"])
-        for key in ("mean", "std"):
-            d[key] = tuple(d[key])
-        return cls(**d)
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True,

@@ -13,11 +13,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .registry import Family, ModelConfig, register_family, register_model
+from .registry import CropModelConfig, Family, register_family, register_model
 
 
 @dataclass(frozen=True)
-class QualityNetConfig(ModelConfig):
+class QualityNetConfig(CropModelConfig):
     """channels / blocks per stage (each stage's first block has stride 2)."""
 
     name: str
@@ -28,17 +28,6 @@ class QualityNetConfig(ModelConfig):
     family: Literal["qualitynet"] = "qualitynet"
     mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
-
-    @property
-    def has_landmarks(self) -> bool:
-        return False
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "QualityNetConfig":
-        d = dict(d)
-        for key in ("channels", "blocks", "mean", "std"):
-            d[key] = tuple(d[key])
-        return cls(**d)
 
 
 class BasicBlock(nn.Module):

@@ -45,6 +45,23 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2)
 
 
+def _tupled(value):
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+class CropModelConfig(ModelConfig):
+    """Mixed into the configs of networks on aligned face crops (embedders, quality nets): no landmarks,
+    and JSON lists read back as the tuples the frozen fields hold."""
+
+    @property
+    def has_landmarks(self) -> bool:
+        return False
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**{k: _tupled(v) for k, v in d.items()})
+
+
 @dataclass(frozen=True)
 class Postprocess:
     """Test-time settings of a detector family: from candidates to the faces returned.

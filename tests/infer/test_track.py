@@ -10,7 +10,7 @@ import pytest
 from leanface.cli import main
 from leanface.errors import LeanfaceError
 from leanface.infer import Faces
-from leanface.infer.track import Tracker, TrackerConfig
+from leanface.infer.track import SceneCuts, Tracker, TrackerConfig
 
 from ..conftest import SHARED, need
 
@@ -62,6 +62,58 @@ def test_low_score_frames_continue_a_track_but_start_none():
         TrackerConfig(high_thr=0.2, low_thr=0.5)
 
 
+def test_lazy_embeddings_only_where_boxes_cannot_decide():
+    """Two faces far apart: embedded when they appear and then every embed_every frames; two crossing faces:
+    embedded on every frame where their boxes overlap, and they keep their ids by appearance."""
+    a, b = np.eye(4)[0], np.eye(4)[1]
+    tr = Tracker(TrackerConfig(embed_every=10))
+    asked = []
+    for t in range(30):
+        boxes = [_box(100 + 2 * t, 200), _box(500 - 2 * t, 200)]
+        out = tr(_faces(boxes, [0.9, 0.9]), embed=lambda idx: (asked.append((t, tuple(idx))), np.stack([a, b])[idx])[1])
+        assert len(set(out.track_ids)) == 2
+    assert asked == [(0, (0, 1)), (10, (0, 1)), (20, (0, 1))]
+    tr, asked, seen = Tracker(TrackerConfig(embed_every=100)), [], []
+    for t in range(30):
+        xa, xb = 100 + 10 * t, 400 - 10 * t
+        out = tr(_faces([_box(xb, 200), _box(xa, 200)], [0.9, 0.8]),
+                 embed=lambda idx: (asked.append(t), np.stack([b, a])[idx])[1])
+        seen.append(tuple(out.track_ids))
+    ids_b, ids_a = zip(*seen)
+    assert len(set(ids_a)) == 1 and len(set(ids_b)) == 1 and ids_a[0] != ids_b[0]
+    assert 0 in asked and 15 in asked and 1 not in asked and 29 not in asked  # boxes apart: no embedding
+
+
+def test_reidentified_after_a_miss_by_appearance_and_not_across_a_cut():
+    a, b = np.eye(4)[0], np.eye(4)[1]
+    tr = Tracker(TrackerConfig(reid_cos=0.5))
+    first = tr(_faces([_box(100, 200)], [0.9], [a])).track_ids[0]
+    tr(_faces([], []))
+    assert tr(_faces([_box(400, 300)], [0.9], [a])).track_ids[0] == first  # jumped, same face: found again
+    assert tr(_faces([_box(100, 100)], [0.9], [b])).track_ids[0] != first  # a stranger there: a new track
+    big = tr(_faces([_box(400, 100, 200)], [0.9], [a])).track_ids[0]  # 5x the size at once: not the same face
+    assert big != first
+    tr = Tracker(TrackerConfig(reid_cos=0.5))
+    first = tr(_faces([_box(100, 200)], [0.9], [a])).track_ids[0]
+    assert tr(_faces([_box(100, 200)], [0.9], [a]), cut=True).track_ids[0] != first  # a new shot: new tracks
+
+
+def test_scene_cuts_on_the_hamilton_clip():
+    """The clip's cuts by eye: frames 20, 82 and 211 start new shots; nothing else (camera motion, a
+    performer's gestures, stage light) counts as one."""
+    from leanface.infer.image import video_frames
+
+    frames, _, _ = video_frames(need(SHARED / "data" / "videos" / "short_hamilton_clip.mp4"))
+    cuts = SceneCuts()
+    assert [k for k, f in enumerate(frames) if cuts(f)] == [20, 82, 211]
+    cuts = SceneCuts()
+    grey = np.full((90, 160, 3), 120, np.uint8)
+    assert not cuts(grey) and not cuts(np.roll(grey, 3, axis=1))
+    assert cuts(np.dstack([np.full((90, 160), 200, np.uint8), np.zeros((90, 160, 2), np.uint8)]))
+    with pytest.raises(LeanfaceError, match="scene-cut"):
+        SceneCuts(0)
+
+
 def test_detect_video_has_stable_track_ids(tmp_path):
     clip = need(SHARED / "data" / "videos" / "short_hamilton_clip.mp4")
     out = tmp_path / "t.jsonl"
@@ -85,9 +137,9 @@ def test_detect_video_has_stable_track_ids(tmp_path):
 
 
 def test_identify_video_one_record_per_track(tmp_path, capsys):
-    """The Hamilton clip with the two reference stills as a flat gallery: one JSON line per track, and the
-    longest track (the performer from frame 82; the tracker carries it across the cut to the audience at
-    frame 211, an id switch the README reports) named Lin-Manuel Miranda by the bundled models."""
+    """The Hamilton clip with the two reference stills as a flat gallery: one JSON line per track, tracks
+    ending at the clip's cuts (20, 82, 211), and the longest track (the performer in frames 82-210) named
+    Lin-Manuel Miranda by the bundled models from the embeddings of some of its frames."""
     import cv2
 
     videos = need(SHARED / "data" / "videos")
@@ -99,11 +151,13 @@ def test_identify_video_one_record_per_track(tmp_path, capsys):
     assert main(["identify", str(videos / "short_hamilton_clip.mp4"), "--gallery", str(gallery), "--json-out",
                  str(out), "--threads", "1"]) == 0
     tracks = [json.loads(line) for line in out.read_text().splitlines()]
-    assert tracks and all({"track", "first_frame", "last_frame", "identity", "similarity", "frames"} <= set(t)
-                          for t in tracks)
+    assert tracks and all({"track", "first_frame", "last_frame", "identity", "similarity", "frames", "seen"}
+                          <= set(t) for t in tracks)
     assert all(t["identity"] in ("lin-manuel-miranda", "alex-lacamoire", "unknown") for t in tracks)
-    longest = max(tracks, key=lambda t: t["frames"])
-    assert longest["identity"] == "lin-manuel-miranda" and longest["frames"] > 100
+    assert not any(t["first_frame"] < cut <= t["last_frame"] for t in tracks for cut in (20, 82, 211))
+    longest = max(tracks, key=lambda t: t["seen"])
+    assert longest["identity"] == "lin-manuel-miranda" and (longest["first_frame"], longest["last_frame"]) == (82, 210)
+    assert 10 <= longest["frames"] < longest["seen"] == 129
     # A video with no face, and an unreadable one: one line each, exit status 2, nothing else lost.
     blank = tmp_path / "blank.mp4"
     w = cv2.VideoWriter(str(blank), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))

@@ -5,6 +5,7 @@
 folder and video handling, output checks and incremental writing."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,7 +21,7 @@ from ..files import atomic_write, check_writable_folder
 from .detector import Detector
 from .image import IMAGE_EXTS, is_video, list_images, read_image, sample_image, video_frame_count, video_frames
 from .results import Faces
-from .track import Tracker, TrackerConfig
+from .track import SceneCuts, Tracker, TrackerConfig, score_floor, video_tracker
 
 
 def _write_image(path: Path, rgb: np.ndarray) -> None:
@@ -300,21 +301,6 @@ def _detect_images(detector: Detector, images: list[tuple[Path, Path | None]], n
     return failures
 
 
-def _video_tracker(pipeline):
-    """(Tracker, the Detector inside the pipeline or None, the user's score threshold, stage two's floor).
-    The tracker's high threshold is the user's, so the faces reported are the ones a plain run reports,
-    plus low-score ones that continue a track."""
-    det = pipeline
-    for attr in ("recognizer", "detector"):  # an Identifier holds a Recognizer, which holds a Detector
-        if not hasattr(det, "postprocess"):
-            det = getattr(det, attr, det)
-    if det is None or not hasattr(det, "postprocess"):
-        return Tracker(TrackerConfig(high_thr=0.0, low_thr=0.0)), None, 0.0, 0.0
-    user = float(det.postprocess.score_thr)
-    low = min(TrackerConfig.low_thr, user)
-    return Tracker(TrackerConfig(high_thr=user, low_thr=low)), det, user, low
-
-
 def _detect_video(detector: Detector, video: Path, out: _Outputs) -> int:
     """One JSON line per frame; with save_dir an annotated copy <save_dir>/<stem>.mp4 at the input's frame
     rate (written under a temporary name, renamed when complete), and crops per frame with --crops."""
@@ -335,36 +321,41 @@ def _detect_video(detector: Detector, video: Path, out: _Outputs) -> int:
             kept.append(frame)
             yield frame
 
-    tracker, det, user_thr, low_thr = _video_tracker(detector)
-    if det is not None:  # stage two of the tracker wants the low-score faces too; reported only when tracked
-        det.postprocess = det.postprocess.replace(score_thr=low_thr)
+    if hasattr(detector, "postprocess"):  # stage two wants low-score faces too; reported only when tracked
+        tracker, low_thr = video_tracker(detector)
+        user_thr, floor = float(detector.postprocess.score_thr), score_floor(detector, low_thr)
+    else:
+        tracker, user_thr, floor = Tracker(TrackerConfig(high_thr=0.0, low_thr=0.0)), 0.0, contextlib.nullcontext()
+    cuts = SceneCuts()
     try:
-        for k, faces in enumerate(detector.stream(remember(frames))):
-            frame = kept.pop(0)
-            faces = tracker(faces)
-            faces = faces[(faces.scores >= user_thr) | (faces.track_ids >= 0)]
-            faces = dataclasses.replace(faces, source=str(video))
-            out.add(faces, frame, f"{video.stem}_{k:06d}", {"frame": k}, image_out=False)
-            if target is not None:
-                if writer is None:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0,
-                                             (frame.shape[1], frame.shape[0]))
-                writer.write(cv2.cvtColor(faces.plot(frame), cv2.COLOR_RGB2BGR))
-            vbar.update(1)
+        with floor:
+            for k, faces in enumerate(detector.stream(remember(frames))):
+                frame = kept.pop(0)
+                faces = _one_frame(tracker(faces, cut=cuts(frame)), user_thr, video)
+                out.add(faces, frame, f"{video.stem}_{k:06d}", {"frame": k}, image_out=False)
+                if target is not None:
+                    if writer is None:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0,
+                                                 (frame.shape[1], frame.shape[0]))
+                    writer.write(cv2.cvtColor(faces.plot(frame), cv2.COLOR_RGB2BGR))
+                vbar.update(1)
     except BaseException:
         if writer is not None:
             writer.release()
             partial.unlink(missing_ok=True)
         raise
-    finally:
-        if det is not None:
-            det.postprocess = det.postprocess.replace(score_thr=user_thr)
     vbar.close()
     if writer is not None:
         writer.release()
         os.replace(partial, target)
     return 0
+
+
+def _one_frame(faces, user_thr: float, video: Path):
+    """The faces a plain run reports plus the low-score ones a track claimed."""
+    faces = faces[(faces.scores >= user_thr) | (faces.track_ids >= 0)]
+    return dataclasses.replace(faces, source=str(video))
 
 
 def _identify_video(identifier, video: Path, out: _Outputs) -> int:
@@ -376,39 +367,38 @@ def _identify_video(identifier, video: Path, out: _Outputs) -> int:
     except LeanfaceError as exc:
         out.report(str(exc))
         return 1
-    tracker, det, user_thr, low_thr = _video_tracker(identifier)
-    if det is not None:
-        det.postprocess = det.postprocess.replace(score_thr=low_thr)
     tracks: dict[int, dict] = {}
     drawn: list[list[tuple[np.ndarray, int]]] = []
     vbar = tqdm(total=count or None, desc=video.name, unit="frame", file=sys.stderr)
     try:
-        for k, faces in enumerate(identifier.stream(frames)):
-            faces = tracker(faces)
-            faces = faces[faces.track_ids >= 0]
+        for k, step in enumerate(identifier.track(frames)):
+            faces = step.faces[step.faces.track_ids >= 0]
             drawn.append([(b, int(t)) for b, t in zip(faces.boxes, faces.track_ids)])
-            for i, t in enumerate(faces.track_ids):
-                tr = tracks.setdefault(int(t), {"frames": [], "emb": [], "q": []})
-                tr["frames"].append(k)
-                tr["emb"].append(faces.embeddings[i])
-                if faces.qualities is not None:
-                    tr["q"].append(float(faces.qualities[i]))
+            for t in faces.track_ids:
+                tracks.setdefault(int(t), {"seen": [], "emb": [], "q": []})["seen"].append(k)
+            emb = step.embedded
+            for i, t in enumerate(emb.track_ids):
+                if t >= 0:
+                    tracks[int(t)]["emb"].append(emb.embeddings[i])
+                    if emb.qualities is not None:
+                        tracks[int(t)]["q"].append(float(emb.qualities[i]))
             vbar.update(1)
     finally:
-        if det is not None:
-            det.postprocess = det.postprocess.replace(score_thr=user_thr)
         vbar.close()
     if not tracks:
         out.report(f"{video}: no faces found in its {len(drawn)} frames")
         return 1
     names = {}
     for t, tr in sorted(tracks.items()):
-        q = np.array(tr["q"]) if len(tr["q"]) == len(tr["frames"]) else None
-        identity, similarity, method = identifier.name_track(np.stack(tr["emb"]), q)
+        if not tr["emb"]:  # reported in a frame whose faces the tracker settled by boxes alone, then ended
+            identity, similarity, method = "unknown", 0.0, "none"
+        else:
+            q = np.array(tr["q"]) if len(tr["q"]) == len(tr["emb"]) else None
+            identity, similarity, method = identifier.name_track(np.stack(tr["emb"]), q)
         names[t] = identity
-        out.add_record({"video": str(video), "track": t, "first_frame": tr["frames"][0], "last_frame": tr["frames"][-1],
-                        "identity": identity, "similarity": round(similarity, 5), "frames": len(tr["frames"]),
-                        "aggregator": method})
+        out.add_record({"video": str(video), "track": t, "first_frame": tr["seen"][0], "last_frame": tr["seen"][-1],
+                        "identity": identity, "similarity": round(similarity, 5), "frames": len(tr["emb"]),
+                        "seen": len(tr["seen"]), "aggregator": method})
     if out.save_dir is not None:
         _write_track_video(video, drawn, names, fps, out.save_dir / f"{video.stem}.mp4")
     return 0

@@ -195,6 +195,12 @@ class Identifier:
     def stream(self, frames: Iterable[np.ndarray]) -> Iterable[Faces]:
         return (self._name(f) for f in self.recognizer.stream(frames))
 
+    def track(self, frames: Iterable[np.ndarray], embed_every: int | None = None):
+        """The recognizer's `track` (faces tracked, embedded lazily), lost tracks re-identified at this
+        identifier's threshold."""
+        kw = {} if embed_every is None else {"embed_every": embed_every}
+        return self.recognizer.track(frames, reid_cos=self.threshold, **kw)
+
     def name_track(self, embeddings: np.ndarray, qualities: np.ndarray | None) -> tuple[str, float, str]:
         """(identity, similarity, aggregator) of one video track: its frames' embeddings aggregated by
         QAN++ when there are qualities (the mean otherwise), matched against the gallery."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import LeanfaceError
 from ..infer import Detector, Faces, read_image
 from ..infer.image import as_rgb
+from ..infer.track import SceneCuts, Tracker, score_floor, video_tracker
 from .embedder import Embedder
 from .align import align_faces
 
@@ -31,6 +32,15 @@ class Verification:
 
     def to_dict(self) -> dict:
         return {"similarity": round(self.similarity, 6), "threshold": self.threshold, "same": self.same}
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """One frame from `Recognizer.track`: all its faces with track ids (`faces.embeddings` is None: not every
+    face is embedded), and `embedded`, the faces embedded this frame with embeddings, qualities, track ids."""
+
+    faces: Faces
+    embedded: Faces
 
 
 def primary_face(faces: Faces) -> int | None:
@@ -127,6 +137,38 @@ class Recognizer:
         for faces in self.detector.stream(remember(frames)):
             yield self.add_embeddings(kept.pop(0), faces)
 
+    def track(self, frames: Iterable[np.ndarray], tracker: Tracker | None = None, embed_every: int = 10,
+              cuts: bool = True, reid_cos: float | None = None) -> Iterator[TrackedFrame]:
+        """Faces tracked through consecutive RGB frames (a video), embedded lazily: only faces whose track
+        the boxes cannot settle, and one face per track every `embed_every` frames (see Tracker). Lost
+        tracks are re-identified at the verification threshold; cuts: start every track afresh at scene
+        cuts. tracker: a Tracker of your own (default: `video_tracker` of this recognizer's detector)."""
+        floor = None
+        if tracker is None:
+            tracker, floor = video_tracker(self.detector, reid_cos=self.threshold, embed_every=embed_every)
+        shots = SceneCuts() if cuts else None
+        kept: list[np.ndarray] = []
+
+        def remember(it):
+            for frame in it:
+                kept.append(frame)
+                yield frame
+
+        with score_floor(self.detector, floor if floor is not None else self.detector.postprocess.score_thr):
+            for faces in self.detector.stream(remember(frames)):
+                image = kept.pop(0)
+                done: dict[str, np.ndarray] = {"idx": np.zeros(0, np.int64)}
+
+                def embed(idx: np.ndarray) -> np.ndarray:
+                    done["idx"] = idx
+                    done["faces"] = self.add_embeddings(image, faces[idx])
+                    return done["faces"].embeddings
+
+                faces = tracker(faces, embed=embed, cut=shots is not None and shots(image))
+                idx = done["idx"]
+                embedded = done["faces"] if "faces" in done else self.add_embeddings(image, faces[idx])
+                yield TrackedFrame(faces, dataclasses.replace(embedded, track_ids=faces.track_ids[idx]))
+
     def add_embeddings(self, image: np.ndarray, faces: Faces) -> Faces:
         emb = self.embedder.embed_faces(image, faces.boxes, faces.landmarks) if len(faces) else \
             np.zeros((0, self.embedder.dim), np.float32)
@@ -165,3 +207,4 @@ class Recognizer:
             name = os.fspath(x) if isinstance(x, (str, os.PathLike)) else f"the {which} image"
             raise LeanfaceError(f"{name}: no face found")
         return emb
+

@@ -316,7 +316,12 @@ def _add_eval(sub):
     p.add_argument("--preds", help="WIDER: score this submission folder (<event>/<image>.txt) instead of running a model")
     _add_detector_args(p, score_thr=None, nms_thr=WIDER_PROTOCOL["nms_thr"])
     v = p.add_argument_group("verification (LFW or --pairs): --model/--weights name the embedder")
-    v.add_argument("--pairs", help="pairs file: path1<TAB>path2<TAB>same (1/0)<TAB>fold, paths relative to --data")
+    v.add_argument("--pairs", help="pairs file: path1<TAB>path2<TAB>same (1/0)<TAB>fold, paths relative to --data; "
+                                   "a side may be a template: a folder of images, or paths joined by ';'")
+    v.add_argument("--aggregator", choices=("mean", "qan", "best"), default="mean",
+                   help="how a template's images become one embedding (default mean; qan and best use --quality)")
+    v.add_argument("--quality", default="bundled", help="face-quality net for --aggregator qan/best: 'bundled' "
+                                                        "(default) or weights")
     v.add_argument("--aligned", action="store_true", help="the images are aligned crops of the embedder's input size")
     _add_embedder_args(v)
     v.add_argument("--det-weights", help="detector weights for alignment (default: the bundled detector)")
@@ -395,8 +400,11 @@ def _eval_verification(args) -> int:
     pairs = load_pairs(args.data, args.pairs)
     if args.score_thr is None:
         args.score_thr = VERIFY_SCORE_THR
+    if args.aggregator == "mean" or not pairs.templates:
+        args.quality = None  # no quality net to load when nothing is weighted by it
     rec = _recognizer(args)
-    record, curves = evaluate_pairs(rec, pairs, aligned=args.aligned, progress=not args.json)
+    record, curves = evaluate_pairs(rec, pairs, aligned=args.aligned, progress=not args.json,
+                                    aggregator=args.aggregator)
     name = rec.embedder.name
     out = Path(args.output or Path("runs") / "eval" / f"{Path(name).stem}-{'lfw' if not args.pairs else 'pairs'}")
     record = write_verification_report(

@@ -13,6 +13,7 @@ import numpy as np
 
 from .errors import LeanfaceError
 
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
 # EXIF orientations 5-8 rotate by 90 degrees: width and height swap when the image is decoded.
 _EXIF_ORIENTATION = 0x0112
 

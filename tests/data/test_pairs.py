@@ -41,3 +41,22 @@ def test_generic_pairs_file(tmp_path):
     f.write_text("a.jpg\tb.jpg\tmaybe\t0\n")
     with pytest.raises(LeanfaceError, match=r"p.tsv:1: expected"):
         read_pairs_file(f, tmp_path)
+
+
+def test_template_sides(tmp_path):
+    """A side may be a folder (its images, sorted) or paths joined by ';': one template each."""
+    (tmp_path / "track1").mkdir()
+    for name in ("f2.jpg", "f1.png", "notes.txt"):
+        (tmp_path / "track1" / name).write_bytes(b"x")
+    f = tmp_path / "t.tsv"
+    f.write_text("track1\ta.jpg;b.jpg\t1\t0\ntrack1\tc.jpg\t0\t1\n")
+    pairs = read_pairs_file(f, tmp_path)
+    assert pairs.members(pairs.left[0]) == (tmp_path / "track1" / "f1.png", tmp_path / "track1" / "f2.jpg")
+    assert pairs.members(pairs.right[0]) == (tmp_path / "a.jpg", tmp_path / "b.jpg")
+    assert pairs.members(pairs.right[1]) == (tmp_path / "c.jpg",) and pairs.left[1] == pairs.left[0]
+    assert pairs.images == [tmp_path / "track1" / "f1.png", tmp_path / "track1" / "f2.jpg", tmp_path / "a.jpg",
+                            tmp_path / "b.jpg", tmp_path / "c.jpg"]
+    (tmp_path / "empty").mkdir()
+    f.write_text("a.jpg\tb.jpg\t1\t0\nempty\tc.jpg\t0\t0\n")
+    with pytest.raises(LeanfaceError, match=r"t.tsv:2: .*empty: template folder holds no images"):
+        read_pairs_file(f, tmp_path)

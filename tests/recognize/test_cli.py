@@ -179,3 +179,51 @@ def test_identify_the_hamilton_clip(sface, tmp_path, capsys):
     assert max(tracks, key=lambda t: t["frames"])["identity"] == "lin-manuel-miranda"
     assert all(t["identity"] == "unknown" for t in tracks if t["first_frame"] >= 211)
     assert (tmp_path / "annotated" / "short_hamilton_clip.mp4").stat().st_size > 100_000
+
+
+def test_eval_on_template_pairs(sface, lfw, tmp_path, capsys):
+    """Set-to-set pairs (folders and ';'-joined photos): each template side scores as the aggregate of its
+    photos' main-face embeddings, computed here through Recognizer() call by call."""
+    from leanface.data import read_pairs_file
+    from leanface.eval import evaluate_pairs
+    from leanface.recognize import Recognizer, aggregate, primary_face
+
+    people = ("George_W_Bush", "Tony_Blair", "Colin_Powell")
+    for person in people:  # a template folder of three photos per person
+        (tmp_path / person).mkdir()
+        for i in range(3):
+            shutil.copy(_photo(lfw, person, i), tmp_path / person)
+    one = {}  # one more photo per person, beside the folders
+    for p in people:
+        one[p] = _photo(lfw, p, 4).name
+        shutil.copy(_photo(lfw, p, 4), tmp_path)
+    two = f"{_photo(lfw, 'Tony_Blair', 5).name};{_photo(lfw, 'Tony_Blair', 6).name}"
+    for i in (5, 6):
+        shutil.copy(_photo(lfw, "Tony_Blair", i), tmp_path)
+    lines = [f"George_W_Bush\t{one['George_W_Bush']}\t1\t0", f"George_W_Bush\t{one['Tony_Blair']}\t0\t0",
+             f"Tony_Blair\t{two}\t1\t1", f"Colin_Powell\t{two}\t0\t1", f"Colin_Powell\t{one['Colin_Powell']}\t1\t2",
+             f"Tony_Blair\t{one['Colin_Powell']}\t0\t2"]
+    (tmp_path / "t.tsv").write_text("\n".join(lines) + "\n")
+    pairs = read_pairs_file(tmp_path / "t.tsv", tmp_path)
+    rec = Recognizer(sface, mean=0, std=1, score_thr=0.3, threads=1, quality=True)
+
+    def main_face(path):
+        faces = rec(path)
+        k = primary_face(faces)
+        return faces.embeddings[k], faces.qualities[k]
+
+    for method in ("mean", "qan"):
+        record, curves = evaluate_pairs(rec, pairs, progress=False, aggregator=method)
+        assert record["templates"] == 4 and record["aggregator"] == method and record["pairs"] == 6
+        vectors = []
+        for side in pairs.left + pairs.right:
+            e, q = zip(*(main_face(m) for m in pairs.members(side)))
+            vectors.append(aggregate(np.stack(e), np.array(q), method))
+        expected = [float(vectors[k] @ vectors[k + len(lines)]) for k in range(len(lines))]
+        np.testing.assert_allclose(curves["scores"], expected, atol=1e-4)
+        assert record["accuracy"] == 1.0
+
+    rc = main(["eval", "--data", str(tmp_path), "--pairs", str(tmp_path / "t.tsv"), *_flags(sface),
+               "--aggregator", "qan", "--json", "--output", str(tmp_path / "ev")])
+    record = json.loads(capsys.readouterr().out)
+    assert rc == 0 and record["aggregator"] == "qan" and record["templates"] == 4

@@ -3,25 +3,28 @@
 LFW (RECOGNITION_FACTS 6): a header "10 300", then 10 folds of 300 same-person lines `name i j` followed
 by 300 different-person lines `name1 i name2 j`; image i of `name` is `<root>/name/name_<iiii>.jpg`.
 Generic: one pair per line, `path1<TAB>path2<TAB>same<TAB>fold` (same: 1/0, true/false), paths relative
-to the data folder; `#` starts a comment.
+to the data folder; `#` starts a comment. A side may also be a *template* (set-to-set verification, e.g.
+the frames of a video track): a folder, whose images form the template, or several paths joined by `;`.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import LeanfaceError
+from ..images import IMAGE_EXTS
 
 LFW_IMAGES = "lfw-deepfunneled"
 
 
 @dataclass(frozen=True)
 class Pairs:
-    """left[k], right[k]: image paths; same (P,) bool; fold (P,) int, 0-based; line (P,): the pair's
-    1-based line in `source`, the pairs file (for error messages)."""
+    """left[k], right[k]: image paths (or template keys); same (P,) bool; fold (P,) int, 0-based; line (P,):
+    the pair's 1-based line in `source`, the pairs file (for error messages). templates: key -> the images
+    of a template side (a side not in it is one image)."""
 
     left: list[Path]
     right: list[Path]
@@ -29,6 +32,7 @@ class Pairs:
     fold: np.ndarray
     line: np.ndarray | None = None
     source: Path | None = None
+    templates: dict[Path, tuple[Path, ...]] = field(default_factory=dict)
 
     def where(self, k: int) -> str:
         """'pairs.txt:12' for pair k."""
@@ -37,10 +41,14 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.same)
 
+    def members(self, side: Path) -> tuple[Path, ...]:
+        """The images of one side: a template's, or the image itself."""
+        return self.templates.get(side, (side,))
+
     @property
     def images(self) -> list[Path]:
-        """Every distinct image, in order of first use."""
-        return list(dict.fromkeys(self.left + self.right))
+        """Every distinct image (templates expanded), in order of first use."""
+        return list(dict.fromkeys(m for side in self.left + self.right for m in self.members(side)))
 
 
 def read_lfw_pairs(path: str | os.PathLike, image_root: str | os.PathLike) -> Pairs:
@@ -79,9 +87,28 @@ def read_lfw_pairs(path: str | os.PathLike, image_root: str | os.PathLike) -> Pa
     return Pairs(left, right, np.array(same), np.array(fold), np.array(numbers), path)
 
 
+def _side(text: str, root: Path, templates: dict[Path, tuple[Path, ...]], where: str) -> Path:
+    """One side of a generic pairs line: an image, a folder (template of its images) or `a;b;c` (template)."""
+    key = root / text
+    if key in templates:
+        return key
+    if ";" in text:
+        parts = [t.strip() for t in text.split(";") if t.strip()]
+        if not parts:
+            raise LeanfaceError(f"{where}: empty template {text!r}")
+        templates[key] = tuple(root / t for t in parts)
+    elif key.is_dir():
+        files = sorted(f for f in key.iterdir() if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+        if not files:
+            raise LeanfaceError(f"{where}: {key}: template folder holds no images ({', '.join(IMAGE_EXTS)})")
+        templates[key] = tuple(files)
+    return key
+
+
 def read_pairs_file(path: str | os.PathLike, root: str | os.PathLike) -> Pairs:
     path, root = Path(path), Path(root)
     left, right, same, fold, numbers = [], [], [], [], []
+    templates: dict[Path, tuple[Path, ...]] = {}
     for k, line in enumerate(_lines(path, keep_numbering=True)):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -90,14 +117,14 @@ def read_pairs_file(path: str | os.PathLike, root: str | os.PathLike) -> Pairs:
         if len(parts) != 4 or flag not in ("1", "0", "true", "false") or not parts[3].strip().lstrip("-").isdigit():
             raise LeanfaceError(f"{path}:{k + 1}: expected 'path1<TAB>path2<TAB>same (1/0)<TAB>fold', "
                                 f"got {line.strip()!r}")
-        left.append(root / parts[0])
-        right.append(root / parts[1])
+        left.append(_side(parts[0].strip(), root, templates, f"{path}:{k + 1}"))
+        right.append(_side(parts[1].strip(), root, templates, f"{path}:{k + 1}"))
         same.append(flag in ("1", "true"))
         fold.append(int(parts[3]))
         numbers.append(k + 1)
     if not same:
         raise LeanfaceError(f"{path}: no pairs")
-    return Pairs(left, right, np.array(same), np.array(fold), np.array(numbers), path)
+    return Pairs(left, right, np.array(same), np.array(fold), np.array(numbers), path, templates)
 
 
 def load_pairs(data: str | os.PathLike, pairs: str | os.PathLike | None = None) -> Pairs:

@@ -5,6 +5,9 @@ Raw photos go detect -> align -> embed, by each photo's main face (`primary_face
 detector finds no face is embedded from its centre crop and counted (`no_face`: pairs with such a
 photo). `aligned=True` takes already-aligned crops of the embedder's input size. Every distinct image is
 embedded once; scoring all pairs is a vectorised dot product (milliseconds for LFW's 6,000).
+
+A template side (a folder or `a;b;c` in a generic pairs file) is one aggregated embedding of its readable
+images (`aggregator`: mean, or QAN++ / best frame by the recognizer's quality net), as video tracks are.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from ..data import Pairs
 from ..errors import LeanfaceError
 from ..files import atomic_write
 from ..infer import read_image
-from ..recognize import Recognizer, centre_crop, primary_face
+from ..recognize import Recognizer, aggregate, align_faces, centre_crop, primary_face
 from .plots import plot_roc
 from .verification import best_threshold, roc_curve, verification_protocol
 
@@ -35,10 +38,19 @@ VERIFY_SCORE_THR = 0.3
 
 
 def _embed_images(rec: Recognizer, paths: list[Path], aligned: bool, progress: bool,
-                  report: Callable[[Path, str], None]) -> tuple[dict[Path, np.ndarray], set[Path]]:
-    """{image: embedding} for the readable images, and the set embedded from the centre crop."""
+                  report: Callable[[Path, str], None],
+                  qualities: dict[Path, float] | None = None) -> tuple[dict[Path, np.ndarray], set[Path]]:
+    """{image: embedding} for the readable images, and the set embedded from the centre crop; with
+    `qualities` (a dict to fill) each image's face quality by `rec.quality` too."""
     size = rec.embedder.input_size
     embeddings, fallback = {}, set()
+
+    def score(p: Path, crop: np.ndarray) -> None:
+        if qualities is not None:
+            q = rec.quality.config.input_size
+            crop = crop if crop.shape[0] == q else cv2.resize(crop, (q, q), interpolation=cv2.INTER_AREA)
+            qualities[p] = float(rec.quality.score(crop[None])[0])
+
     step = 32 if aligned else rec.detector.batch_size
     bar = tqdm(total=len(paths), desc="embed", unit="img", disable=not progress, file=sys.stderr)
     for start in range(0, len(paths), step):
@@ -53,37 +65,57 @@ def _embed_images(rec: Recognizer, paths: list[Path], aligned: bool, progress: b
             crops = [a if a.shape[:2] == (size, size) else cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA)
                      for a in arrays]
             if crops:
-                for p, e in zip(chunk, rec.embedder.embed(np.stack(crops))):
+                for p, c, e in zip(chunk, crops, rec.embedder.embed(np.stack(crops))):
                     embeddings[p] = e
+                    score(p, c)
         else:
             for p, rgb, faces in zip(chunk, arrays, rec.detector.detect(arrays)):
                 k = primary_face(faces)
                 if k is None:
                     fallback.add(p)
                     embeddings[p] = rec.embedder.embed(centre_crop(rgb, size)[None])[0]
+                    score(p, centre_crop(rgb, size))
                 else:
-                    embeddings[p] = rec.embedder.embed_faces(
-                        rgb, faces.boxes[k:k + 1], None if faces.landmarks is None else faces.landmarks[k:k + 1])[0]
+                    marks = None if faces.landmarks is None else faces.landmarks[k:k + 1]
+                    embeddings[p] = rec.embedder.embed_faces(rgb, faces.boxes[k:k + 1], marks)[0]
+                    if qualities is not None:
+                        score(p, align_faces(rgb, marks, rec.quality.config.input_size)[0] if marks is not None
+                              else centre_crop(rgb, size))
         bar.update(len(paths[start:start + step]))
     bar.close()
     return embeddings, fallback
 
 
 def evaluate_pairs(rec: Recognizer, pairs: Pairs, aligned: bool = False, progress: bool = True,
-                   report: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+                   report: Callable[[str], None] | None = None, aggregator: str = "mean") -> tuple[dict, dict]:
     """Score `pairs` with `rec`. Returns (record, curves): the JSON record (accuracy, accuracy_std,
-    tar_at_far_1e-3/1e-2, pairs, folds, no_face, threshold, ...) and {"far", "tar"} for the ROC plot.
-    An image that cannot be read is reported once (with the first pairs line that uses it) and its
-    pairs are left out and counted (`skipped_pairs`)."""
+    tar_at_far_1e-3/1e-2, pairs, folds, no_face, threshold, ...) and the curves: {"far", "tar"} for the
+    ROC plot, "scores" of the usable pairs and "usable" (P,) bool.
+    An image that cannot be read is reported once (with the first pairs line that uses it) and left out:
+    of its template, or with its pairs (counted in `skipped_pairs`). Template sides are aggregated by
+    `aggregator` ("mean"; "qan" and "best" need `rec.quality`)."""
     report = report or (lambda message: tqdm.write(f"leanface eval: error: {message}", file=sys.stderr))
+    if aggregator != "mean" and pairs.templates and rec.quality is None:
+        raise LeanfaceError(f"the {aggregator!r} aggregator needs a quality net (Recognizer(quality=True))")
     first_line: dict[Path, str] = {}
     for k, (a, b) in enumerate(zip(pairs.left, pairs.right)):
-        first_line.setdefault(a, pairs.where(k))
-        first_line.setdefault(b, pairs.where(k))
+        for side in (a, b):
+            for m in pairs.members(side):
+                first_line.setdefault(m, pairs.where(k))
     start = time.perf_counter()
+    qualities = {} if pairs.templates and aggregator != "mean" else None
     embeddings, fallback = _embed_images(rec, pairs.images, aligned, progress,
-                                         lambda p, msg: report(f"{first_line[p]}: {msg}"))
+                                         lambda p, msg: report(f"{first_line[p]}: {msg}"), qualities)
     seconds = time.perf_counter() - start
+    images = len(embeddings)
+    for key, members in pairs.templates.items():
+        ok = [m for m in members if m in embeddings]
+        if ok:
+            embeddings[key] = aggregate(np.stack([embeddings[m] for m in ok]),
+                                        None if qualities is None else np.array([qualities[m] for m in ok]),
+                                        aggregator)
+            if all(m in fallback for m in ok):
+                fallback.add(key)
     usable = np.array([a in embeddings and b in embeddings for a, b in zip(pairs.left, pairs.right)], bool)
     if not usable.any():
         raise LeanfaceError("no pair could be scored: every pair has an unreadable image")
@@ -102,10 +134,12 @@ def evaluate_pairs(rec: Recognizer, pairs: Pairs, aligned: bool = False, progres
         **result.to_dict(),
         "threshold": best_threshold(scores, same),  # on all pairs: the one `verify` should use
         "no_face": no_face, "no_face_images": len(fallback), "skipped_pairs": int((~usable).sum()),
-        "images": len(embeddings), "embed_seconds": round(seconds, 2),
-        "ms_per_image": round(1000 * seconds / max(len(embeddings), 1), 2), "scoring_ms": round(1000 * scoring, 2),
+        "images": images, "embed_seconds": round(seconds, 2),
+        "ms_per_image": round(1000 * seconds / max(images, 1), 2), "scoring_ms": round(1000 * scoring, 2),
     }
-    return record, {"far": far, "tar": tar}
+    if pairs.templates:
+        record.update(templates=len(pairs.templates), aggregator=aggregator)
+    return record, {"far": far, "tar": tar, "scores": scores, "usable": usable}
 
 
 def write_verification_report(record: dict, curves: dict, out_dir: str | os.PathLike, title: str = "") -> dict:

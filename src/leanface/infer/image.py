@@ -12,13 +12,12 @@ import cv2
 import numpy as np
 
 from ..errors import LeanfaceError
-from ..images import as_rgb, read_image  # noqa: F401  (re-exported: the inference API reads images)
+from ..images import IMAGE_EXTS, as_rgb, read_image  # noqa: F401  (re-exported: the inference API reads images)
 
 # FFmpeg's own log lines ("moov atom not found") would reach the terminal beside our one-line errors;
 # quiet unless the user asks for them (OpenCV reads this when it first opens a video).
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 

@@ -120,3 +120,28 @@ def test_dlib_adapter(lfw):
     assert faces.embeddings.shape[1] == 128
     same = min(rec.compare(bush[0], bush[1]), rec.compare(blair[0], blair[1]))
     assert same > max(rec.compare(bush[0], blair[0]), rec.compare(bush[1], blair[1]))
+
+
+def test_dlib_box_mapping_matches_dlibs_own_detector(lfw):
+    """Our boxes mapped to dlib's HOG convention (calibrated on CelebA photos) overlap the HOG detector's
+    own boxes on LFW photos more than our raw boxes do."""
+    dlib = pytest.importorskip("dlib", reason="dlib-bin is a test/bench extra")
+    from leanface.boxes import box_iou
+    from leanface.infer import Detector, read_image
+    from leanface.recognize import primary_face
+    from leanface.recognize.peers import to_hog_box
+
+    det, hog = Detector(score_thr=0.3, threads=1), dlib.get_frontal_face_detector()
+    raw, mapped = [], []
+    for person in ("George_W_Bush", "Tony_Blair", "Colin_Powell", "Donald_Rumsfeld"):
+        for path in _photos(lfw, person, 5):
+            img = read_image(path)
+            faces, found = det(img), hog(img, 1)
+            k = primary_face(faces)
+            if k is None or len(found) != 1:
+                continue
+            theirs = np.array([[found[0].left(), found[0].top(), found[0].right(), found[0].bottom()]], np.float32)
+            raw.append(float(box_iou(faces.boxes[k:k + 1], theirs)[0, 0]))
+            mapped.append(float(box_iou(to_hog_box(faces.boxes[k:k + 1]).astype(np.float32), theirs)[0, 0]))
+    assert len(raw) >= 15
+    assert np.median(mapped) > np.median(raw) + 0.05 and np.median(mapped) > 0.75, (raw, mapped)

@@ -5,6 +5,9 @@ dlib's ResNet (`dlib-bin` + `face_recognition_models` from PyPI, the models face
 trained on its own 150x150 chips, cut by its own five-point shape predictor (eye corners and the base of
 the nose, not our five points). The adapter keeps that: our detector's box goes to dlib's shape
 predictor, dlib cuts the chip (padding 0.25, as face_recognition does) and its network embeds it.
+The shape predictor was fitted to boxes of dlib's HOG detector, which are squares larger and lower than
+ours: the box is first mapped to that convention (calibrated on 567 CelebA photos, not LFW; see
+docs/LAB_NOTES.md).
 """
 from __future__ import annotations
 
@@ -16,6 +19,18 @@ import numpy as np
 from ..errors import LeanfaceError
 
 DLIB_MODELS = ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat")
+# dlib's HOG box relative to our detector's: a square of side 1.088 x our width, centred 0.085 x our
+# width lower (medians over 567 CelebA-wild photos where both found the face; x offset -0.017, ignored).
+HOG_BOX_SIDE, HOG_BOX_DROP = 1.088, 0.085
+
+
+def to_hog_box(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) x1y1x2y2 boxes of our detector -> the square boxes dlib's HOG detector draws on the same faces."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    w = b[:, 2] - b[:, 0]
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2 + HOG_BOX_DROP * w
+    half = HOG_BOX_SIDE * w / 2
+    return np.stack([cx - half, cy - half, cx + half, cy + half], axis=1)
 
 
 def _dlib_model_dir() -> Path:
@@ -32,7 +47,7 @@ def _dlib_model_dir() -> Path:
 
 class DlibEmbedder:
     """dlib's 128-d face descriptor, L2-normalised so similarity is a cosine like every leanface embedder.
-    jitters: dlib's num_jitters (0: one pass)."""
+    jitters: dlib's num_jitters (0: one pass). hog_box: map our boxes to dlib's HOG convention first."""
 
     input_size = 150
     dim = 128
@@ -40,7 +55,7 @@ class DlibEmbedder:
     threshold = None
     boxes_only = True  # dlib finds its own landmarks in the box
 
-    def __init__(self, jitters: int = 0, padding: float = 0.25):
+    def __init__(self, jitters: int = 0, padding: float = 0.25, hog_box: bool = True):
         try:
             import dlib
         except ImportError:
@@ -49,7 +64,7 @@ class DlibEmbedder:
         self._dlib = dlib
         self._net = dlib.face_recognition_model_v1(str(folder / DLIB_MODELS[0]))
         self._shape = dlib.shape_predictor(str(folder / DLIB_MODELS[1]))
-        self.jitters, self.padding = int(jitters), float(padding)
+        self.jitters, self.padding, self.hog_box = int(jitters), float(padding), bool(hog_box)
         self.name = "dlib_resnet_v1"
         self.weights = str(folder / DLIB_MODELS[0])
 
@@ -70,7 +85,7 @@ class DlibEmbedder:
     def embed_faces(self, image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
         image = np.ascontiguousarray(image)
         chips = []
-        for x1, y1, x2, y2 in np.asarray(boxes, np.float64):
+        for x1, y1, x2, y2 in to_hog_box(boxes) if self.hog_box else np.asarray(boxes, np.float64):
             rect = self._dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))
             shape = self._shape(image, rect)
             chips.append(np.asarray(self._dlib.get_face_chip(image, shape, 150, self.padding)))

@@ -17,18 +17,8 @@ COMPONENTS = ("stem", "c2", "c3", "c4", "c5", "neck", "head")
 INPUT_CHW = (3, 480, 640)  # the paper's budget resolution (VGA)
 
 
-@dataclass(frozen=True)
-class ComponentFlops:
-    """FLOPs of one image at 640x480 per component. stem includes the 2x2 max-pool; c2..c5 are
-    backbone layer1..layer4 (strides 4..32); neck the PAFPN; head the shared tower and predictors."""
-
-    stem: int
-    c2: int
-    c3: int
-    c4: int
-    c5: int
-    neck: int
-    head: int
+class FlopsParts:
+    """What every per-component FLOPs record shares (a frozen dataclass of int fields, one per component)."""
 
     @property
     def total(self) -> int:
@@ -45,6 +35,20 @@ class ComponentFlops:
         """Each component's fraction of the total FLOPs (the statistic of the paper's bootstrap)."""
         total = self.total
         return {k: v / total for k, v in self.as_dict().items()}
+
+
+@dataclass(frozen=True)
+class ComponentFlops(FlopsParts):
+    """FLOPs of one image at 640x480 per component. stem includes the 2x2 max-pool; c2..c5 are
+    backbone layer1..layer4 (strides 4..32); neck the PAFPN; head the shared tower and predictors."""
+
+    stem: int
+    c2: int
+    c3: int
+    c4: int
+    c5: int
+    neck: int
+    head: int
 
     def stage_ratios(self) -> tuple[float, float, float, float]:
         """C2..C5 FLOPs relative to the stem: what step 2 keeps within a tolerance of the template's."""

@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import LeanfaceError
 from ..models.flops import count_flops
 from ..models.mobilefacenet import MobileFaceNet, MobileFaceNetConfig
+from .budget import FlopsParts
+from .sampler import Candidate
 
 EMBED_COMPONENTS = ("stem", "s1", "s2", "s3", "s4", "s5", "head")
 _STRIDES = (2, 2, 1, 2, 1)
@@ -26,7 +28,7 @@ EMBED_INPUT_CHW = (3, 112, 112)
 
 
 @dataclass(frozen=True)
-class EmbedFlops:
+class EmbedFlops(FlopsParts):
     """Multiply-adds of one 112x112 face per component: stem (3x3/2 conv + depthwise), the five
     bottleneck stages s1..s5 (at 28, 14, 14, 7, 7 px), head (1x1 conv, global depthwise conv, embedding)."""
 
@@ -37,21 +39,6 @@ class EmbedFlops:
     s4: int
     s5: int
     head: int
-
-    @property
-    def total(self) -> int:
-        return sum(self.as_dict().values())
-
-    @property
-    def gflops(self) -> float:
-        return self.total / 1e9
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    def shares(self) -> dict[str, float]:
-        total = self.total
-        return {k: v / total for k, v in self.as_dict().items()}
 
 
 def analytic_embed_flops(cfg: MobileFaceNetConfig) -> EmbedFlops:
@@ -138,22 +125,11 @@ def sample_embedder(rng: np.random.Generator, space: EmbedderSpace, gmacs: float
                                kernels=tuple(int(k) for k in rng.choice(space.kernels, 5)))
 
 
-@dataclass(frozen=True)
-class EmbedCandidate:
-    index: int
-    config: MobileFaceNetConfig
-    flops: EmbedFlops
-    reference: bool = False
+class EmbedCandidate(Candidate):
+    """A `Candidate` whose config is a MobileFaceNetConfig and whose FLOPs are EmbedFlops at 112x112."""
 
-    def to_dict(self) -> dict:
-        return {"index": self.index, "name": self.config.name, "gflops": round(self.flops.gflops, 6),
-                "flops": self.flops.as_dict(), "shares": {k: round(v, 6) for k, v in self.flops.shares().items()},
-                "model": self.config.to_dict(), **({"reference": True} if self.reference else {})}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EmbedCandidate":
-        return cls(int(d["index"]), MobileFaceNetConfig.from_dict(d["model"]), EmbedFlops(**d["flops"]),
-                   bool(d.get("reference", False)))
+    flops_type = EmbedFlops
+    config_from_dict = staticmethod(MobileFaceNetConfig.from_dict)
 
 
 @dataclass(frozen=True)

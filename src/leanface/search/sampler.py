@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import numpy as np
 
@@ -27,6 +27,9 @@ class Candidate:
     config: SCRFDConfig
     flops: ComponentFlops
     reference: bool = False
+    # How from_dict reads the two typed parts back (the embedder search's subclass swaps both).
+    flops_type: ClassVar[type] = ComponentFlops
+    config_from_dict: ClassVar = staticmethod(config_from_dict)
 
     def to_dict(self) -> dict:
         return {"index": self.index, "name": self.config.name, "gflops": round(self.flops.gflops, 6),
@@ -35,7 +38,7 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Candidate":
-        return cls(int(d["index"]), config_from_dict(d["model"]), ComponentFlops(**d["flops"]),
+        return cls(int(d["index"]), cls.config_from_dict(d["model"]), cls.flops_type(**d["flops"]),
                    bool(d.get("reference", False)))
 
 

@@ -162,3 +162,21 @@ def test_train_says_what_it_loaded_from_a_partial_wider_copy(wider_train, tmp_pa
     assert task.counts["images"] == 2 and task.counts["listed_images_absent"] == len(wider_train) - 2
     assert task.counts["faces"] == sum(len(im.boxes[~im.ignore]) for im in wider_train[:2])
     assert f"{len(wider_train) - 2:,} listed images are not on disk" in task.summary()
+
+
+def test_strided_depthwise_convolutions_run_in_float32_under_bf16_autocast():
+    from leanface.models import build_model, get_config
+    from leanface.train.loop import strided_depthwise_in_float32
+
+    net = build_model(get_config("scrfd_500m_kps"))
+    keys = list(net.state_dict())
+    strided = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1
+               and m.stride != (1, 1)]
+    assert strided_depthwise_in_float32(net) == len(strided) == 4 and list(net.state_dict()) == keys
+    conv, x = strided[0], torch.randn(2, strided[0].in_channels, 16, 16)
+    plain = torch.nn.Conv2d(conv.in_channels, conv.out_channels, 3, 2, 1, groups=conv.groups, bias=False)
+    plain.load_state_dict(conv.state_dict())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, y_bf16 = conv(x.bfloat16()), plain(x)
+    assert y.dtype == torch.float32 and y_bf16.dtype == torch.bfloat16
+    torch.testing.assert_close(y, plain(x.bfloat16().float()))  # exactly the float32 layer on that input

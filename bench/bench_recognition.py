@@ -134,8 +134,9 @@ def main() -> int:
         embedders.append(("OpenCV SFace int8", Embedder(args.sface, mean=0, std=1, threads=1), Path(args.sface)))
     else:
         print(f"{args.sface}: not found (make peers); SFace left out", file=sys.stderr)
-    try:
+    try:  # our box mapped to dlib's HOG convention; and dlib's own HOG detector's box (its own pipeline)
         embedders.append(("dlib ResNet v1", DlibEmbedder(), None))
+        embedders.append(("dlib ResNet v1, dlib's HOG boxes", DlibEmbedder(box="detector"), None))
     except Exception as exc:  # noqa: BLE001 - an absent peer is a row left out, said once
         print(f"dlib left out: {exc}", file=sys.stderr)
     embedders.append(("MobileFaceNet (untrained)", Embedder(model="mobilefacenet", threads=1), None))

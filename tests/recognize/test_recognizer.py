@@ -143,5 +143,14 @@ def test_dlib_box_mapping_matches_dlibs_own_detector(lfw):
             theirs = np.array([[found[0].left(), found[0].top(), found[0].right(), found[0].bottom()]], np.float32)
             raw.append(float(box_iou(faces.boxes[k:k + 1], theirs)[0, 0]))
             mapped.append(float(box_iou(to_hog_box(faces.boxes[k:k + 1]).astype(np.float32), theirs)[0, 0]))
+            sample = (img, faces.boxes[k:k + 1], theirs[0])
     assert len(raw) >= 15
     assert np.median(mapped) > np.median(raw) + 0.05 and np.median(mapped) > 0.75, (raw, mapped)
+    # box="detector" hands dlib's own detection of the face to the shape predictor, ours where HOG finds none
+    from leanface.recognize.peers import DlibEmbedder
+
+    own, (img, ours, theirs) = DlibEmbedder(box="detector"), sample
+    np.testing.assert_array_equal(own._boxes(img, ours)[0], theirs)
+    np.testing.assert_allclose(own._boxes(np.zeros_like(img), ours), to_hog_box(ours))
+    with pytest.raises(LeanfaceError, match="box must be one of"):
+        DlibEmbedder(box="hog")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..boxes import box_iou
 from ..errors import LeanfaceError
 
 DLIB_MODELS = ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat")
@@ -47,7 +48,11 @@ def _dlib_model_dir() -> Path:
 
 class DlibEmbedder:
     """dlib's 128-d face descriptor, L2-normalised so similarity is a cosine like every leanface embedder.
-    jitters: dlib's num_jitters (0: one pass). hog_box: map our boxes to dlib's HOG convention first."""
+    jitters: dlib's num_jitters (0: one pass). box: which box the shape predictor gets, "mapped" (ours mapped
+    to the HOG convention, default), "ours" (as detected), or "detector" (dlib's own HOG detection that
+    overlaps ours most, upsampled once as face_recognition does; the mapped box where HOG finds none)."""
+
+    BOXES = ("mapped", "ours", "detector")
 
     input_size = 150
     dim = 128
@@ -55,7 +60,9 @@ class DlibEmbedder:
     threshold = None
     boxes_only = True  # dlib finds its own landmarks in the box
 
-    def __init__(self, jitters: int = 0, padding: float = 0.25, hog_box: bool = True):
+    def __init__(self, jitters: int = 0, padding: float = 0.25, box: str = "mapped"):
+        if box not in self.BOXES:
+            raise LeanfaceError(f"box must be one of {', '.join(self.BOXES)}, got {box!r}")
         try:
             import dlib
         except ImportError:
@@ -64,7 +71,8 @@ class DlibEmbedder:
         self._dlib = dlib
         self._net = dlib.face_recognition_model_v1(str(folder / DLIB_MODELS[0]))
         self._shape = dlib.shape_predictor(str(folder / DLIB_MODELS[1]))
-        self.jitters, self.padding, self.hog_box = int(jitters), float(padding), bool(hog_box)
+        self.jitters, self.padding, self.box = int(jitters), float(padding), box
+        self._hog = dlib.get_frontal_face_detector() if box == "detector" else None
         self.name = "dlib_resnet_v1"
         self.weights = str(folder / DLIB_MODELS[0])
 
@@ -82,10 +90,23 @@ class DlibEmbedder:
                  for c in np.asarray(crops)]
         return self._descriptors(chips)
 
+    def _boxes(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        if self.box == "ours":
+            return np.asarray(boxes, np.float64).reshape(-1, 4)
+        mapped = to_hog_box(boxes)
+        if self.box == "mapped" or not len(mapped):
+            return mapped
+        found = np.array([[d.left(), d.top(), d.right(), d.bottom()] for d in self._hog(image, 1)], np.float64)
+        if not len(found):
+            return mapped
+        iou = box_iou(mapped, found)
+        best = iou.argmax(1)
+        return np.where((iou.max(1) >= 0.3)[:, None], found[best], mapped)
+
     def embed_faces(self, image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
         image = np.ascontiguousarray(image)
         chips = []
-        for x1, y1, x2, y2 in to_hog_box(boxes) if self.hog_box else np.asarray(boxes, np.float64):
+        for x1, y1, x2, y2 in self._boxes(image, boxes):
             rect = self._dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))
             shape = self._shape(image, rect)
             chips.append(np.asarray(self._dlib.get_face_chip(image, shape, 150, self.padding)))

@@ -164,15 +164,19 @@ def test_train_says_what_it_loaded_from_a_partial_wider_copy(wider_train, tmp_pa
     assert f"{len(wider_train) - 2:,} listed images are not on disk" in task.summary()
 
 
-def test_strided_depthwise_convolutions_run_in_float32_under_bf16_autocast():
+def test_cpu_convolution_reroutes_keep_the_arithmetic():
+    """Strided depthwise convs run in float32 under bf16 autocast; 1x1 strided convs subsample first (their
+    channels_last backward crashed PyTorch 2.13 on an AMD EPYC): same outputs and gradients as the plain
+    float32 layers."""
     from leanface.models import build_model, get_config
-    from leanface.train.loop import strided_depthwise_in_float32
+    from leanface.train.loop import reroute_cpu_convolutions
 
     net = build_model(get_config("scrfd_500m_kps"))
     keys = list(net.state_dict())
     strided = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1
                and m.stride != (1, 1)]
-    assert strided_depthwise_in_float32(net) == len(strided) == 4 and list(net.state_dict()) == keys
+    assert reroute_cpu_convolutions(net, bf16=True, channels_last=True)["depthwise_float32"] == len(strided) == 4
+    assert list(net.state_dict()) == keys
     conv, x = strided[0], torch.randn(2, strided[0].in_channels, 16, 16)
     plain = torch.nn.Conv2d(conv.in_channels, conv.out_channels, 3, 2, 1, groups=conv.groups, bias=False)
     plain.load_state_dict(conv.state_dict())
@@ -180,3 +184,14 @@ def test_strided_depthwise_convolutions_run_in_float32_under_bf16_autocast():
         y, y_bf16 = conv(x.bfloat16()), plain(x)
     assert y.dtype == torch.float32 and y_bf16.dtype == torch.bfloat16
     torch.testing.assert_close(y, plain(x.bfloat16().float()))  # exactly the float32 layer on that input
+
+    q = build_model(get_config("qualitynet")).to(memory_format=torch.channels_last)
+    ref = build_model(get_config("qualitynet"))
+    ref.load_state_dict(q.state_dict())
+    assert reroute_cpu_convolutions(q, bf16=False, channels_last=True) == {"depthwise_float32": 0, "pointwise_subsampled": 4}
+    q.eval(), ref.eval()  # running statistics: the output is linear in each conv's weights
+    x, r = torch.randn(64, 3, 112, 112), torch.randn(64)
+    (q(x.contiguous(memory_format=torch.channels_last)).flatten() @ r).backward()  # crashed the process before
+    (ref(x).flatten() @ r).backward()
+    torch.testing.assert_close(q.features[3].shortcut[0].weight.grad, ref.features[3].shortcut[0].weight.grad,
+                               rtol=1e-4, atol=1e-4)

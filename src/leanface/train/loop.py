@@ -312,24 +312,37 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
 
 
-def strided_depthwise_in_float32(net: torch.nn.Module) -> int:
-    """Run the strided depthwise convolutions of `net` in float32 under CPU bf16 autocast; returns how many.
+def reroute_cpu_convolutions(net: torch.nn.Module, bf16: bool, channels_last: bool) -> dict[str, int]:
+    """Route two convolution shapes around oneDNN's CPU training kernels, on this instance's modules only
+    (parameters and state dict unchanged); returns how many of each were rerouted.
 
-    oneDNN has no fast bf16 kernel for their backward: in scrfd_500m_kps the four stride-2 depthwise 3x3
-    layers took ~20% of a bf16 step, 3-15x the float32 time of the same layer, while every other layer is
-    faster in bf16; forcing them to float32 made forward + backward ~13% faster (docs/LAB_NOTES.md). The
-    parameters and the state dict are unchanged: only this module's forward is replaced on this instance.
+    - Strided depthwise convolutions run in float32 under bf16 autocast (`bf16`): oneDNN has no fast bf16
+      backward for them (~20% of scrfd_500m_kps's bf16 step, 3-15x the float32 time of the same layer,
+      while every other layer is faster in bf16; docs/LAB_NOTES.md).
+    - With `channels_last`, a 1x1 strided convolution without padding becomes subsampling then a 1x1
+      stride-1 convolution, the same arithmetic: PyTorch 2.13's channels_last backward of the strided form
+      crashes the process on some CPUs (segfault on an AMD EPYC, e.g. 8 channels at 112 px, the quality
+      net's shortcut).
     """
-    count = 0
+    counts = {"depthwise_float32": 0, "pointwise_subsampled": 0}
     for m in net.modules():
-        if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1 and m.stride != (1, 1):
+        if not isinstance(m, torch.nn.Conv2d) or m.stride == (1, 1):
+            continue
+        if bf16 and m.groups == m.in_channels > 1:
             def forward(x, conv=m):
                 with torch.autocast("cpu", enabled=False):
                     return torch.nn.Conv2d.forward(conv, x.float())
 
             m.forward = forward
-            count += 1
-    return count
+            counts["depthwise_float32"] += 1
+        elif channels_last and m.kernel_size == (1, 1) and m.padding == (0, 0) and m.dilation == (1, 1):
+            def forward(x, conv=m):
+                sy, sx = conv.stride
+                return torch.nn.functional.conv2d(x[:, :, ::sy, ::sx], conv.weight, conv.bias, 1, 0, 1, conv.groups)
+
+            m.forward = forward
+            counts["pointwise_subsampled"] += 1
+    return counts
 
 
 def available_cores() -> int:
@@ -461,8 +474,8 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
         _load_initial(net, model_cfg, weights)
     if hasattr(task, "wrap"):  # e.g. the embed task's class weights, trained beside the model
         net = task.wrap(net)
-    if amp_dtype == torch.bfloat16 and device.type == "cpu":
-        strided_depthwise_in_float32(net)
+    if device.type == "cpu":
+        reroute_cpu_convolutions(net, bf16=amp_dtype == torch.bfloat16, channels_last=cfg.channels_last)
     net = net.to(device, memory_format=memory_format)
     net.train()
     if ddp.world > 1:

@@ -107,7 +107,7 @@ def evaluate_pairs(rec: Recognizer, pairs: Pairs, aligned: bool = False, progres
     embeddings, fallback = _embed_images(rec, pairs.images, aligned, progress,
                                          lambda p, msg: report(f"{first_line[p]}: {msg}"), qualities)
     seconds = time.perf_counter() - start
-    images = len(embeddings)
+    images, no_face_images = len(embeddings), len(fallback)
     for key, members in pairs.templates.items():
         ok = [m for m in members if m in embeddings]
         if ok:
@@ -133,7 +133,7 @@ def evaluate_pairs(rec: Recognizer, pairs: Pairs, aligned: bool = False, progres
     record = {
         **result.to_dict(),
         "threshold": best_threshold(scores, same),  # on all pairs: the one `verify` should use
-        "no_face": no_face, "no_face_images": len(fallback), "skipped_pairs": int((~usable).sum()),
+        "no_face": no_face, "no_face_images": no_face_images, "skipped_pairs": int((~usable).sum()),
         "images": images, "embed_seconds": round(seconds, 2),
         "ms_per_image": round(1000 * seconds / max(images, 1), 2), "scoring_ms": round(1000 * scoring, 2),
     }

@@ -73,8 +73,9 @@ def _embed_images(rec: Recognizer, paths: list[Path], aligned: bool, progress: b
                 k = primary_face(faces)
                 if k is None:
                     fallback.add(p)
-                    embeddings[p] = rec.embedder.embed(centre_crop(rgb, size)[None])[0]
-                    score(p, centre_crop(rgb, size))
+                    crop = centre_crop(rgb, size)
+                    embeddings[p] = rec.embedder.embed(crop[None])[0]
+                    score(p, crop)
                 else:
                     marks = None if faces.landmarks is None else faces.landmarks[k:k + 1]
                     embeddings[p] = rec.embedder.embed_faces(rgb, faces.boxes[k:k + 1], marks)[0]

@@ -755,7 +755,12 @@ def _add_search(sub):
     r.add_argument("--report-every", type=int, default=t.report_every,
                    help="evaluate every N epochs (needed by --asha; default 0: only at the end)")
     # The proxy training: every TrainConfig field, with the trial's defaults (--seed above seeds it too).
-    group = r.add_argument_group("proxy training (TrainConfig fields; defaults: the trial's)")
+    pe = search.PROXY_EMBED_TRAIN
+    group = r.add_argument_group(
+        "proxy training (TrainConfig fields; defaults: the detection trial's below; with --task embed, flags "
+        f"left at them take the embed trial's: epochs {pe.epochs}, batch {pe.batch_size}, lr {pe.lr}, lr steps "
+        f"{','.join(map(str, pe.lr_steps))}, warm-up {pe.warmup_iters}, {pe.margin.kind} s {pe.margin.scale:g} "
+        f"m {pe.margin.margin:g})")
     r.set_defaults(_train_flags=_add_config_flags(group, t.train, skip=("seed",) + search.TRIAL_OWNED))
     _add_set_flag(r, "TrainConfig (proxy training)")
     r.add_argument("--cpus-per-trial", type=float, default=s.cpus_per_trial, help=f"default {s.cpus_per_trial}")

@@ -130,6 +130,7 @@ def ms_per_face(weights: dict[str, str], crops: np.ndarray, rounds: int = 3) -> 
     """{name: "median (10-90% range)"} ms per face of each embedder exported to ONNX, one thread, batch 1 —
     as bench_recognition.py times the peers; the embedders take turns (rounds x 100 calls each), so a
     change in the machine's load falls on all of them alike."""
+    from bench_recognition import _spread
     from leanface.export import export_onnx
     from leanface.models import create_model
     from leanface.recognize import Embedder
@@ -151,11 +152,6 @@ def ms_per_face(weights: dict[str, str], crops: np.ndarray, rounds: int = 3) -> 
                     emb.embed(x)
                     times[name].append(1000 * (time.perf_counter() - t))
     return {n: _spread(t) for n, t in times.items()}
-
-
-def _spread(times: list[float]) -> str:
-    q = np.percentile(times, [10, 50, 90])
-    return f"{q[1]:.2f} ({q[0]:.2f}-{q[2]:.2f})"
 
 
 def _median(ms: str) -> float:

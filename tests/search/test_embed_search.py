@@ -83,3 +83,4 @@ def test_real_embed_search_on_local_ray_and_its_analysis(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "run" / "analysis" / "summary.json").read_text())
     assert summary["task"] == "embed" and summary["objective"] == "dev verification accuracy"
     assert np.isfinite(summary["best"]["dev_acc"])
+    assert "WIDER" not in summary["subset_note"] and "val_images" not in summary  # no detection wording

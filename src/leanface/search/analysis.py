@@ -101,7 +101,9 @@ def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: f
         f.write(best_config.to_json() + "\n")
     summary = {
         "run": str(run), "step": settings.step, "target_gflops": settings.gflops, "task": settings.task, "objective": _OBJECTIVE[metric],
-        "val_images": settings.trial.val_images, "subset_note": "APs of short proxy trainings on a WIDER val subset",
+        **({"subset_note": "dev verification accuracy of short proxy trainings on held-back training identities"}
+           if settings.task == "embed" else
+           {"val_images": settings.trial.val_images, "subset_note": "APs of short proxy trainings on a WIDER val subset"}),
         "bootstrap": {"n_boot": n_boot, "fraction": fraction, "seed": seed, "statistic": "share of total FLOPs"},
         "trials": _status_counts([r for r in records if not r.reference]),
         "ranges": {c: {**ranges[c].to_dict(), "best_model": best.candidate.flops.shares()[c]} for c in components},

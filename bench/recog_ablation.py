@@ -254,7 +254,7 @@ def main() -> int:
                           f"dev {100 * row['dev']:.2f}, {row['train_seconds'] / 60:.1f} min", flush=True)
         timed = {r["model"]: r["weights"] for r in rows if r["variant"] == variants[0] and r["seed"] == args.seeds[0]}
         bundled_lfw = None
-        if args.bundled:
+        if args.plot and args.bundled:  # the bundled model and SFace are only drawn, not tabled
             timed["bundled"] = args.bundled
             from leanface.recognize import Embedder
 
@@ -262,7 +262,7 @@ def main() -> int:
             print(f"bundled {args.bundled}: LFW {bundled_lfw:.2f}")
         peers = json.loads(Path(args.peers).read_text())["rows"] if args.peers else []
         sface = next((r for r in peers if "SFace" in r["embedder"]), None)
-        if sface and args.teacher:
+        if args.plot and sface and args.teacher:
             timed["sface"] = args.teacher
         ms = ms_per_face(timed, lfw[0])
         print(table(rows, ms))
@@ -270,7 +270,7 @@ def main() -> int:
             Path(args.json_out).write_text(json.dumps({"rows": rows, "ms_per_face_b1": ms}, indent=2))
         if args.plot:
             extra = []
-            if args.bundled:
+            if bundled_lfw is not None:
                 from leanface.models import create_model
 
                 cfg = create_model(None, args.bundled).cfg

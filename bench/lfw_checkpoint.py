@@ -10,13 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from leanface import Embedder
-from leanface.eval.verification import verification_protocol
 from leanface.models import config_from_dict, create_model, save_checkpoint
-from leanface.train.recognition import lfw_crops
+from leanface.train.recognition import lfw_crops, score_pairs
 
 LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw"
 
@@ -35,10 +33,10 @@ def main() -> int:
     net.load_state_dict(state)
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(Path(tmp) / "e.pt", cfg, net.state_dict())
-        emb = Embedder(Path(tmp) / "e.pt", threads=2)
-        crops, (left, right, same, folds) = lfw_crops(LFW)
-        e = emb.embed(crops)
-    r = verification_protocol(np.einsum("ij,ij->i", e[left], e[right]), same, folds)
+        r = score_pairs(Embedder(Path(tmp) / "e.pt", threads=2), lfw_crops(LFW))
+    if r is None:
+        print(f"{sys.argv[1]}: epoch {ck['epoch']}: non-finite embeddings (diverged)")
+        return 1
     print(f"{sys.argv[1]}: epoch {ck['epoch']}, LFW {100 * r.accuracy:.2f} ± {100 * r.accuracy_std:.2f}, "
           f"TAR@FAR1e-3 {100 * r.tar_at_far[1e-3]:.1f}")
     return 0

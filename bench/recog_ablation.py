@@ -77,6 +77,7 @@ def run_one(args, model: str, variant: str, seed: int, lfw) -> dict:
     from leanface.recognize import Embedder
     from leanface.recognize.identities import dev_split, load_identity_faces
     from leanface.train import train
+    from leanface.train.recognition import score_pairs
 
     out = Path(args.out) / model / variant / f"seed{seed}"
     path = out / "result.json"
@@ -88,7 +89,11 @@ def run_one(args, model: str, variant: str, seed: int, lfw) -> dict:
     result = train(tcfg, cfg, args.data, resume=(out / "last.pt").is_file(), progress=not args.quiet)
     seconds = time.perf_counter() - start
     emb = Embedder(result.weights, batch_size=128)
-    r = _lfw(emb, lfw)
+    r = score_pairs(emb, lfw)
+    if r is None:
+        from leanface.errors import LeanfaceError
+
+        raise LeanfaceError(f"{out}: the trained embedder gives non-finite embeddings (diverged)")
     faces = load_identity_faces(args.data.split(","), progress=False, report=lambda m: None)
     dev = faces.subset(dev_split(faces, seed=seed))
     row = {"model": model, "variant": variant, "seed": seed, "lfw": r.accuracy, "lfw_std": r.accuracy_std,
@@ -98,15 +103,6 @@ def run_one(args, model: str, variant: str, seed: int, lfw) -> dict:
     with atomic_write(path) as f:
         json.dump(row, f, indent=2)
     return row
-
-
-def _lfw(emb, lfw):
-    """The LFW View 2 protocol's result for an Embedder, from the cached crops."""
-    from leanface.eval.verification import verification_protocol
-
-    crops, (left, right, same, folds) = lfw
-    e = emb.embed(crops)
-    return verification_protocol(np.einsum("ij,ij->i", e[left], e[right]), same, folds)
 
 
 def _dev_accuracy(emb, dev) -> float:
@@ -258,7 +254,9 @@ def main() -> int:
             timed["bundled"] = args.bundled
             from leanface.recognize import Embedder
 
-            bundled_lfw = 100 * _lfw(Embedder(args.bundled, batch_size=128), lfw).accuracy
+            from leanface.train.recognition import score_pairs
+
+            bundled_lfw = 100 * score_pairs(Embedder(args.bundled, batch_size=128), lfw).accuracy
             print(f"bundled {args.bundled}: LFW {bundled_lfw:.2f}")
         peers = json.loads(Path(args.peers).read_text())["rows"] if args.peers else []
         sface = next((r for r in peers if "SFace" in r["embedder"]), None)

@@ -152,3 +152,31 @@ def test_a_diverged_embedder_scores_nan_instead_of_stopping_the_run():
 
     assert np.isnan(verify_crops(Stub(np.nan), faces))
     assert 0.5 <= verify_crops(Stub(0.0), faces) <= 1.0
+
+
+def test_score_pairs_runs_the_protocol_and_flags_a_diverged_embedder():
+    """Same-identity pairs get identical unit vectors, different ones orthogonal: every fold is right; a NaN
+    embedding (a diverged model) gives None instead of a score."""
+    from leanface.train.recognition import score_pairs
+
+    n = 40
+    ids = np.arange(n) // 2                      # 20 identities, 2 crops each
+    crops = ids.astype(np.float32)[:, None]
+    left = np.concatenate([np.arange(0, n, 2), np.arange(0, n - 2, 2)])
+    right = np.concatenate([np.arange(1, n, 2), np.arange(2, n, 2)])
+    same = ids[left] == ids[right]
+    folds = ids[left] % 2
+
+    class OneHot:
+        def embed(self, x):
+            return np.eye(n // 2, dtype=np.float32)[x[:, 0].astype(int)]
+
+    class Diverged(OneHot):
+        def embed(self, x):
+            e = super().embed(x)
+            e[0, 0] = np.nan
+            return e
+
+    result = score_pairs(OneHot(), (crops, (left, right, same, folds)))
+    assert result.accuracy == 1.0
+    assert score_pairs(Diverged(), (crops, (left, right, same, folds))) is None

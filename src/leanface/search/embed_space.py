@@ -11,6 +11,7 @@ they train, evaluate and export like the zoo's.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from ..errors import LeanfaceError
 from ..models.flops import count_flops
 from ..models.mobilefacenet import MobileFaceNet, MobileFaceNetConfig
 from .budget import FlopsParts
-from .sampler import Candidate
+from .sampler import Candidate, within_budget
 
 EMBED_COMPONENTS = ("stem", "s1", "s2", "s3", "s4", "s5", "head")
 _STRIDES = (2, 2, 1, 2, 1)
@@ -172,32 +173,20 @@ def sample_embedders(gmacs: float, num: int, *, seed: int = 0, eps: float = 0.02
     if gmacs <= 0 or num < 1 or not 0 < eps < 1:
         raise LeanfaceError(f"need a budget > 0, num >= 1 and 0 < eps < 1 (got {gmacs}, {num}, {eps})")
     rng = np.random.default_rng(seed)
-    target = gmacs * 1e9
-    accepted, seen = [], set()
-    draws = over = under = duplicates = 0
-    while len(accepted) < num:
-        if draws >= max_draws:
-            raise LeanfaceError(f"only {len(accepted)} of {num} embedders within +-{eps:.0%} of {gmacs} G MACs after "
-                                f"{draws} draws; change the budget or the space")
-        draws += 1
-        cfg = sample_embedder(rng, space, gmacs)
-        flops = analytic_embed_flops(cfg)
-        if flops.total > (1 + eps) * target:
-            over += 1
-            continue
-        if flops.total < (1 - eps) * target:
-            under += 1
-            continue
-        key = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "name"}, sort_keys=True)
-        if key in seen:
-            duplicates += 1
-            continue
-        seen.add(key)
+
+    def finish(cfg, flops, i):
         if embed_flops(cfg) != flops:
             raise AssertionError(f"analytic multiply-adds differ from count_flops for {cfg.to_json()}")
-        accepted.append(EmbedCandidate(len(accepted), dataclasses.replace(cfg, name=f"{prefix}_e{len(accepted):03d}"),
-                                       flops))
-    return EmbedSampleReport(gmacs, eps, seed, tuple(accepted), draws, over, under, duplicates)
+        return EmbedCandidate(i, dataclasses.replace(cfg, name=f"{prefix}_e{i:03d}"), flops)
+
+    def key(cfg):
+        return json.dumps({k: v for k, v in cfg.to_dict().items() if k != "name"}, sort_keys=True)
+
+    draws = (sample_embedder(rng, space, gmacs) for _ in itertools.count())
+    accepted, tally = within_budget(draws, num, gmacs, eps, analytic_embed_flops, key, finish, max_draws,
+                                    f"embedders within +-{eps:.0%} of {gmacs} G MACs")
+    return EmbedSampleReport(gmacs, eps, seed, tuple(accepted), tally.draws, tally.over, tally.under,
+                             tally.duplicates)
 
 
 def scale_to_budget(base: MobileFaceNetConfig, gmacs: float, eps: float = 0.02, name: str | None = None,

@@ -113,6 +113,53 @@ def _step2_draws(rng, space: WholeSpace, template: SCRFDConfig, use_kps: bool, r
             yield sample_neck_head(rng, space, backbones[i], "", use_kps) if ok[i] else None
 
 
+@dataclass
+class BudgetTally:
+    """What a budgeted draw loop saw: draws made, turned away over / under the budget, off_ratio (a draw of
+    None: the sampler's own constraint failed), duplicates (kept once)."""
+
+    draws: int = 0
+    over: int = 0
+    under: int = 0
+    off_ratio: int = 0
+    duplicates: int = 0
+
+
+def within_budget(draws: Iterator, num: int, gflops: float, eps: float, flops_of, key_of, accept,
+                  max_draws: int, what: str) -> tuple[list, BudgetTally]:
+    """The first `num` distinct draws with |flops_of(cfg).total - gflops| <= eps * gflops (in units of 1e9),
+    each turned into accept(cfg, flops, index): the one rejection loop of the detector and embedder samplers."""
+    target = gflops * 1e9
+    accepted: list = []
+    seen: set[str] = set()
+    tally = BudgetTally()
+    for cfg in draws:
+        if len(accepted) == num:
+            break
+        if tally.draws >= max_draws:
+            raise LeanfaceError(f"only {len(accepted)} of {num} {what} after {tally.draws} draws ({tally.over} over, "
+                                f"{tally.under} under budget, {tally.off_ratio} off-ratio); change the budget or "
+                                f"the space")
+        tally.draws += 1
+        if cfg is None:
+            tally.off_ratio += 1
+            continue
+        flops = flops_of(cfg)
+        if flops.total > (1 + eps) * target:
+            tally.over += 1
+            continue
+        if flops.total < (1 - eps) * target:
+            tally.under += 1
+            continue
+        key = key_of(cfg)
+        if key in seen:
+            tally.duplicates += 1
+            continue
+        seen.add(key)
+        accepted.append(accept(cfg, flops, len(accepted)))
+    return accepted, tally
+
+
 def sample_candidates(step: int, gflops: float, num: int, *, seed: int = 0, eps: float = 0.02,
                       template: SCRFDConfig | None = None, fixed: FixedNeckHead | None = None,
                       backbone_space: BackboneSpace = BackboneSpace(), whole_space: WholeSpace = WholeSpace(),
@@ -145,37 +192,15 @@ def sample_candidates(step: int, gflops: float, num: int, *, seed: int = 0, eps:
     else:
         fixed = fixed or FixedNeckHead.for_budget(gflops)
         draws_iter = _step1_draws(rng, backbone_space, fixed, use_kps)
-    target = gflops * 1e9
-    accepted: list[Candidate] = []
-    seen: set[str] = set()
-    draws = over = under = off_ratio = duplicates = 0
-    for cfg in draws_iter:
-        if len(accepted) == num:
-            break
-        if draws >= max_draws:
-            raise LeanfaceError(f"only {len(accepted)} of {num} configs within +-{eps:.0%} of {gflops} GFLOPs after "
-                                f"{draws} draws ({over} over, {under} under budget, {off_ratio} off-ratio); "
-                                f"change the budget or the space")
-        draws += 1
-        if cfg is None:
-            off_ratio += 1
-            continue
-        flops = analytic_flops(cfg)
-        if flops.total > (1 + eps) * target:
-            over += 1
-            continue
-        if flops.total < (1 - eps) * target:
-            under += 1
-            continue
-        key = _key(cfg)
-        if key in seen:
-            duplicates += 1
-            continue
-        seen.add(key)
-        cfg = cfg.replace(name=f"{prefix}_s{step}_{len(accepted):03d}")
+    def finish(cfg, flops, i):
+        cfg = cfg.replace(name=f"{prefix}_s{step}_{i:03d}")
         if measured_flops(cfg) != flops:
             raise AssertionError(f"analytic FLOPs differ from count_flops for {cfg.to_json()}")
-        accepted.append(Candidate(len(accepted), cfg, flops))
-    return SampleReport(step, gflops, eps, seed, tuple(accepted), draws, over, under, off_ratio, duplicates,
+        return Candidate(i, cfg, flops)
+
+    accepted, tally = within_budget(draws_iter, num, gflops, eps, analytic_flops, _key, finish, max_draws,
+                                    f"configs within +-{eps:.0%} of {gflops} GFLOPs")
+    return SampleReport(step, gflops, eps, seed, tuple(accepted), tally.draws, tally.over, tally.under,
+                        tally.off_ratio, tally.duplicates,
                         template=template if step == 2 else None, fixed=fixed if step == 1 else None,
                         template_ratios=template_ratios)

@@ -192,6 +192,7 @@ def sample_candidates(step: int, gflops: float, num: int, *, seed: int = 0, eps:
     else:
         fixed = fixed or FixedNeckHead.for_budget(gflops)
         draws_iter = _step1_draws(rng, backbone_space, fixed, use_kps)
+
     def finish(cfg, flops, i):
         cfg = cfg.replace(name=f"{prefix}_s{step}_{i:03d}")
         if measured_flops(cfg) != flops:

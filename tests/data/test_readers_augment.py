@@ -297,3 +297,24 @@ def test_val_scale_distributions_follow_the_keep_lists():
     assert len(hard.scales) == expected and hard.images == len(present)
     assert len(easy.scales) < len(medium.scales) < len(hard.scales)
     assert easy.share_below(32) < medium.share_below(32) < hard.share_below(32)
+
+
+def test_close_up_crops_make_faces_fill_40_to_90_percent_of_the_frame():
+    from leanface.data.augment import AugmentConfig, augment_targets
+
+    boxes = np.array([[300, 200, 380, 300], [10, 10, 20, 22]], np.float32)  # a big face and a tiny one
+    lm = np.zeros((2, 5, 2), np.float32)
+    valid = np.zeros((2, 5), bool)
+    cfg = AugmentConfig(size=640, close_ups=1.0)
+    fills = []
+    for seed in range(200):
+        crop, _, t = augment_targets(boxes, lm, valid, 1024, 768, cfg, np.random.default_rng(seed))
+        left, top, side = crop
+        assert left <= 300 and top <= 200 and left + side >= 380 and top + side >= 300  # the big face is inside
+        big = t.boxes[np.argmax(t.boxes[:, 2] - t.boxes[:, 0])]
+        fills.append(max(big[2] - big[0], big[3] - big[1]) / 640)
+    assert 0.39 <= min(fills) and max(fills) <= 0.91 and np.ptp(fills) > 0.3
+    # Off (the official recipe), the same draws give the usual sample-redistribution crops: few close-ups.
+    plain = AugmentConfig(size=640)
+    sides = [augment_targets(boxes, lm, valid, 1024, 768, plain, np.random.default_rng(s))[0][2] for s in range(200)]
+    assert np.mean(100 / np.array(sides) >= 0.4) < 0.2

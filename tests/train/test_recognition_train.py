@@ -95,13 +95,13 @@ def test_cli_trains_an_embedder_from_an_identity_folder(faces_dir, tmp_path, cap
     assert saved["train"]["margin"]["kind"] == "cosface" and saved["train_identities"] == 6
     assert main(base + ["--exist-ok", "--set", "margin.kind=sphereface"]) == 2
     assert "margin.kind" in capsys.readouterr().err
-    # Distillation needs a teacher; a folder without identity sub-folders is refused by name.
+    # Distillation needs a teacher; a folder without images is refused by name.
     assert main(argv + ["--exist-ok", "--set", "margin.distill=1"]) == 2
     assert "teacher" in capsys.readouterr().err
     flat = tmp_path / "flat"
     flat.mkdir()
     assert main(["train", "--model", str(model), "--data", str(flat), "--out-dir", str(tmp_path / "x")]) == 2
-    assert f"{flat}: no identity sub-folder" in capsys.readouterr().err
+    assert f"{flat}: no images" in capsys.readouterr().err
 
 
 def test_dev_split_and_pairs_follow_the_protocol():

@@ -7,8 +7,10 @@ its collate, the family's registered loss and periodic evaluation on WIDER FACE 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..data.augment import AugmentConfig
@@ -23,7 +25,7 @@ class DetectionTask:
     """data: a WIDER-layout root, an annotation file or a list of ImageFaces. val_data: WIDER root for
     periodic evaluation (default: `data` when it is a folder with WIDER_val)."""
 
-    loss_keys = ("loss", "cls", "box", "kps", "num_pos")
+    loss_keys = ("loss", "cls", "box", "kps", "kd_cls", "kd_box", "kd_kps", "num_pos")
     eval_keys = ("easy", "medium", "hard")
 
     def __init__(self, cfg, model_cfg, data, val_data: str | os.PathLike | None = None):
@@ -44,18 +46,45 @@ class DetectionTask:
                        "faces_with_landmarks": sum(int(f[2].any(1).sum()) for f in faces),
                        "listed_images_absent": len(absent)}
         aug = AugmentConfig(size=cfg.img_size, crop_choices=tuple(cfg.crop_choices), clip_border=cfg.clip_border,
-                            random_crop=cfg.augment, flip=cfg.augment, photometric=cfg.augment)
+                            random_crop=cfg.augment, flip=cfg.augment, photometric=cfg.augment,
+                            close_ups=cfg.close_ups)
         self.dataset = FaceDataset(images, aug, seed=cfg.seed, mean=model_cfg.mean, std=model_cfg.std)
+        if cfg.loss.teacher is not None and not os.path.isfile(cfg.loss.teacher):
+            raise LeanfaceError(f"{cfg.loss.teacher}: teacher detector not found")
+        if cfg.loss.teacher is not None:
+            self.loss_keys = self.loss_keys[:-1] + ("teacher_ms", "num_pos")
+        self._teacher = None  # opened in the process that first needs it (a data-loading worker)
 
-    collate = staticmethod(collate)
+    def teacher(self):
+        """The teacher detector's ONNX Runtime backend (one thread: the student's ranks hold the other cores)."""
+        if self._teacher is None:
+            from ..infer.detector import OnnxBackend
+
+            self._teacher = OnnxBackend(self.cfg.loss.teacher, threads=1)
+        return self._teacher
+
+    def collate(self, samples: list[dict]) -> dict:
+        """The batch, and with a teacher its outputs on exactly these images: (B, M, 15) per anchor (score,
+        l t r b, ten landmark offsets; stride units), in the order of the student's anchors."""
+        batch = collate(samples)
+        if self.cfg.loss.teacher is not None:
+            t0 = time.perf_counter()
+            batch["teacher"] = teacher_targets(self.teacher()(batch["image"].numpy()))
+            batch["teacher_ms"] = 1e3 * (time.perf_counter() - t0) / len(samples)
+        return batch
 
     def loss(self, device: torch.device):
         """(net(x), batch) -> {"loss", "cls", "box", "kps", "num_pos"} on (img_size, img_size) inputs."""
         fn = self.make_loss(self.model_cfg, (self.cfg.img_size, self.cfg.img_size), device, self.cfg.loss)
 
         def batch_loss(outputs, batch):
-            return fn(outputs, [b.to(device) for b in batch["boxes"]], [k.to(device) for k in batch["landmarks"]],
-                      [v.to(device) for v in batch["landmark_valid"]])
+            extra = {"teacher": batch["teacher"]} if "teacher" in batch else {}
+            out = fn(outputs, [b.to(device) for b in batch["boxes"]], [k.to(device) for k in batch["landmarks"]],
+                     [v.to(device) for v in batch["landmark_valid"]], **extra)
+            if "teacher_ms" in batch:
+                out["teacher_ms"] = torch.tensor(float(batch["teacher_ms"]))
+            zero = out["loss"].new_zeros(())
+            return {k: out.get(k, zero) for k in self.loss_keys}  # e.g. no distillation terms in the SSD loss
         return batch_loss
 
     def evaluate(self, weights: Path, out_dir: Path, threads: int | None = None) -> dict:
@@ -83,6 +112,17 @@ class DetectionTask:
         return (f"training on {c['images']:,} images with {c['faces']:,} faces ({c['faces_with_landmarks']:,} with "
                 f"landmarks) from {self.source}"
                 + (f"; {missing:,} listed images are not on disk (a partial copy) and are left out" if missing else ""))
+
+
+def teacher_targets(outputs: list[np.ndarray]) -> torch.Tensor:
+    """A detector's outputs in the official SCRFD ONNX layout (score_s, bbox_s, kps_s for s in 8, 16, 32; each
+    (B, N_s, C)) -> (B, M, 15) per anchor: score, l t r b, ten landmark offsets, levels in stride order."""
+    n = len(outputs) // 3
+    if len(outputs) != 3 * n or [o.shape[-1] for o in outputs] != [1] * n + [4] * n + [10] * n:
+        raise LeanfaceError(f"the teacher detector has {len(outputs)} outputs; a SCRFD layout with landmarks "
+                            f"(score, bbox and kps per stride) is needed")
+    levels = [np.concatenate([outputs[i], outputs[n + i], outputs[2 * n + i]], -1) for i in range(n)]
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate(levels, 1), np.float32))
 
 
 register_task("detection", DetectionTask)

@@ -76,11 +76,16 @@ class TrainConfig:
         CROP_CHOICES_SCRFD, "sample redistribution: crop side / short side choices (the paper's [0.3, 1.0] "
         "baseline: 0.3,0.45,0.6,0.8,1.0)")
     clip_border: bool = _opt(True, "clip boxes to the crop (off: the 2.5g/10g configs)")
+    close_ups: float = _opt(0.0, "share of the crops drawn around one face so it fills 40-90% of the crop: faces that "
+                            "fill the frame, which sample redistribution's crops rarely make (0: the official recipe)")
     augment: bool = _opt(True, "random crops, flips and colour (off: whole images letterboxed, for overfitting checks)")
     freeze_bn_after: int | None = _opt(
         None, "from this epoch on BatchNorm normalises with its running statistics and keeps them, while "
         "its scale and shift still train (0: from the start, for fine-tuning on small batches and for EXTD; "
         "default never)", metavar="EPOCH")
+    epoch_samples: int = _opt(0, "samples per epoch (0: the whole training set once); on a large pool, shorter "
+                              "epochs give more frequent checkpoints and evaluations, every sample still seen "
+                              "once per pass", metavar="N")
     workers: int = _opt(4, "data loading processes per training process")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     amp: bool = _opt(True, "mixed precision: bf16 autocast on CPUs with bf16 instructions, fp16/bf16 on GPU "
@@ -166,6 +171,33 @@ class _EpochKeys(Sampler):
         return len(self.base)
 
 
+class _SliceKeys(_EpochKeys):
+    """Epochs of `per_epoch` samples: epoch e takes positions [e * per_epoch, (e + 1) * per_epoch) of an endless
+    stream of permutations of the data set (pass p shuffled with seed (seed, p)), so every sample is seen once
+    per pass whatever the epoch length; each rank takes every world-th key."""
+
+    def __init__(self, n: int, per_epoch: int, world: int, rank: int, seed: int):
+        self.n, self.world, self.rank, self.seed = n, world, rank, seed
+        self.per_epoch = per_epoch - per_epoch % world  # every rank takes the same number of samples
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        start = self.epoch * self.per_epoch
+        positions = range(start + self.rank, start + self.per_epoch, self.world)
+        perms: dict[int, np.ndarray] = {}
+        for pos in positions:
+            p, k = divmod(pos, self.n)
+            if p not in perms:
+                perms[p] = np.random.default_rng((self.seed, p)).permutation(self.n)
+            yield self.epoch, int(perms[p][k])
+
+    def __len__(self) -> int:
+        return self.per_epoch // self.world
+
+
 @dataclass
 class _Dist:
     rank: int = 0
@@ -209,6 +241,10 @@ def _check(cfg: TrainConfig) -> None:
         raise LeanfaceError(f"epochs and batch_size must be at least 1 (got {cfg.epochs}, {cfg.batch_size})")
     if not cfg.crop_choices or min(cfg.crop_choices) <= 0:
         raise LeanfaceError(f"crop_choices must be positive numbers, got {cfg.crop_choices}")
+    if not 0 <= cfg.close_ups <= 1:
+        raise LeanfaceError(f"close_ups must be in [0, 1], got {cfg.close_ups}")
+    if cfg.epoch_samples < 0:
+        raise LeanfaceError(f"epoch_samples must be at least 0 (0: the whole set), got {cfg.epoch_samples}")
     if cfg.procs < 0:
         raise LeanfaceError(f"procs must be at least 0 (0: one per core), got {cfg.procs}")
     if cfg.freeze_bn_after is not None and cfg.freeze_bn_after < 0:
@@ -260,7 +296,7 @@ def _plot_curves(rows: list[dict], path: Path, loss_keys: tuple[str, ...], eval_
     ax_loss = axes[0, 0]
     for key in loss_keys:
         values = [float(r[key]) for r in rows]
-        if any(values) and key != "num_pos":  # e.g. no landmark term for models without landmarks
+        if any(values) and key != "num_pos" and not key.endswith("_ms"):  # no landmark term without landmarks
             ax_loss.plot(epochs, values, label=key)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss (epoch mean)")
@@ -483,7 +519,10 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
     bare = net.module if ddp.world > 1 else net
     deployed = task.unwrap(bare) if hasattr(task, "unwrap") else bare  # what model.pt holds
 
-    sampler = _EpochKeys(DistributedSampler(task.dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed))
+    if cfg.epoch_samples:
+        sampler = _SliceKeys(len(task.dataset), max(cfg.epoch_samples, ddp.world), ddp.world, ddp.rank, cfg.seed)
+    else:
+        sampler = _EpochKeys(DistributedSampler(task.dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed))
     loader = DataLoader(task.dataset, batch_size=cfg.batch_size // ddp.world, sampler=sampler,
                         num_workers=cfg.workers, collate_fn=task.collate, pin_memory=device.type == "cuda",
                         persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)
@@ -511,7 +550,7 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
         sums = dict.fromkeys(task.loss_keys, 0.0)
-        seen, t0 = 0, time.perf_counter()
+        seen, t0, cpu0 = 0, time.perf_counter(), _cpu_seconds()
         bar = _progress(_one_line_errors(loader), epoch, cfg.epochs, enabled=progress and ddp.main,
                         total=iters_per_epoch)
         for batch in bar:
@@ -538,7 +577,8 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "iters": (epoch + 1) * iters_per_epoch, "lr": lr,
                **{k: round(v / max(seen, 1), 5) for k, v in sums.items()},
-               "images_per_s": round(seen * ddp.world / seconds, 2), "seconds": round(seconds, 1)}
+               "images_per_s": round(seen * ddp.world / seconds, 2), "seconds": round(seconds, 1),
+               "cpu_seconds": round((_cpu_seconds() - cpu0) * ddp.world, 1)}
         last = epoch + 1 == cfg.epochs
         evaluate = cfg.eval_interval and ((epoch + 1) % cfg.eval_interval == 0 or last)
         if ddp.main:
@@ -562,6 +602,26 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
         dist.destroy_process_group()
     final = history[-1] if history else {}
     return TrainResult(out, out / WEIGHTS_NAME, cfg.epochs, dict(final), list(history))
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its live children (the data-loading workers, where a
+    teacher may run): what a run costs on a shared machine, whatever else runs beside it. Linux; elsewhere
+    this process alone."""
+    total = time.process_time()
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        children = set()
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                children.update(f.read().split())
+        for pid in children:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
 
 
 def _progress(batches, epoch: int, epochs: int, enabled: bool, total: int):

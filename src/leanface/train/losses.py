@@ -55,11 +55,26 @@ def smooth_l1(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0 / 9) -
 
 @dataclass(frozen=True)
 class LossWeights:
+    """SCRFD's loss weights, and dense distillation from a teacher detector with the same anchor grid
+    (strides 8/16/32, two anchors per cell, the official ONNX layout), run on exactly the student's view:
+    kd_cls: QFL against the teacher's per-anchor scores as soft targets over all anchors; kd_box (DIoU) and
+    kd_kps (smooth L1): the teacher's boxes and landmarks on anchors where its score is at least kd_conf,
+    weighted by that score."""
+
     cls: float = 1.0
     box: float = 2.0
     kps: float = 0.1
     qfl_beta: float = 2.0
     topk: int = 9
+    teacher: str | None = None
+    kd_cls: float = 1.0
+    kd_box: float = 1.0
+    kd_kps: float = 0.1
+    kd_conf: float = 0.3
+
+    def __post_init__(self):
+        if min(self.cls, self.box, self.kps, self.kd_cls, self.kd_box, self.kd_kps) < 0 or not 0 < self.kd_conf <= 1:
+            raise LeanfaceError(f"loss: weights must be at least 0 and kd_conf in (0, 1], got {self}")
 
 
 def _flatten(levels: list[tuple], index: int, channels: int) -> torch.Tensor | None:
@@ -80,11 +95,13 @@ def _mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
 
 def scrfd_loss(outputs: list[tuple], boxes: list[torch.Tensor], landmarks: list[torch.Tensor],
                landmark_valid: list[torch.Tensor], anchors: Anchors,
-               weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
+               weights: LossWeights = LossWeights(), teacher: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Losses of one batch from the raw head outputs (see `leanface.models.scrfd.SCRFD.forward`).
 
     boxes[b]: (N_b, 4) x1y1x2y2 pixels of the input; landmarks[b]: (N_b, 5, 2); landmark_valid[b]:
-    (N_b, 5) bool. Returns scalars loss (the sum to minimise), cls, box, kps and num_pos.
+    (N_b, 5) bool. teacher: (B, M, 15) the teacher's score, l t r b and ten landmark offsets (stride units)
+    per anchor, in the student's anchor order, for the distillation terms (zero without it).
+    Returns scalars loss (the sum to minimise), cls, box, kps, kd_cls, kd_box, kd_kps and num_pos.
     Normalisers are averaged over data-parallel ranks, as in mmdet.
     """
     cls = _flatten(outputs, 0, 1)[..., 0]  # (B, M) logits
@@ -126,8 +143,31 @@ def scrfd_loss(outputs: list[tuple], boxes: list[torch.Tensor], landmarks: list[
         loss_kps = weights.kps * (per_anchor * visibility * score).sum() / weight_sum
     else:
         loss_kps = cls.new_zeros(())
-    return {"loss": loss_cls + loss_box + loss_kps, "cls": loss_cls, "box": loss_box, "kps": loss_kps,
+    kd = _distill_terms(cls, reg, kps, teacher.to(device).float(), anchors, weights, num_pos) if teacher is not None \
+        else dict.fromkeys(("kd_cls", "kd_box", "kd_kps"), cls.new_zeros(()))
+    total = loss_cls + loss_box + loss_kps + kd["kd_cls"] + kd["kd_box"] + kd["kd_kps"]
+    return {"loss": total, "cls": loss_cls, "box": loss_box, "kps": loss_kps, **kd,
             "num_pos": torch.tensor(float(len(anc_idx)))}
+
+
+def _distill_terms(cls, reg, kps, teacher, anchors: Anchors, weights: LossWeights, num_pos) -> dict:
+    """The weighted distillation terms (see LossWeights) of student maps against a teacher's (B, M, 15)."""
+    t_score = teacher[..., 0]
+    kd_cls = weights.kd_cls * quality_focal_loss(cls, t_score, weights.qfl_beta).sum() / num_pos
+    img_idx, anc_idx = torch.nonzero(t_score >= weights.kd_conf, as_tuple=True)
+    w = t_score[img_idx, anc_idx]
+    w_sum = _mean_over_ranks(w.sum()).clamp(min=1.0)
+    stride = anchors.strides[anc_idx][:, None]
+    centre = anchors.centers[anc_idx] / stride
+    pred = distance_to_boxes(centre, reg[img_idx, anc_idx])
+    target = distance_to_boxes(centre, teacher[img_idx, anc_idx, 1:5])
+    kd_box = weights.kd_box * (w * diou_loss(pred, target)).sum() / w_sum
+    if kps is not None:
+        per_anchor = smooth_l1(kps[img_idx, anc_idx], teacher[img_idx, anc_idx, 5:15]).sum(1)
+        kd_kps = weights.kd_kps * (w * per_anchor).sum() / w_sum
+    else:
+        kd_kps = cls.new_zeros(())
+    return {"kd_cls": kd_cls, "kd_box": kd_box, "kd_kps": kd_kps}
 
 
 def _scrfd_loss_factory(cfg, input_hw: tuple[int, int], device, weights: LossWeights):

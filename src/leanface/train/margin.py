@@ -49,6 +49,18 @@ class MarginLoss:
     distill: float = _opt(0.0, "weight of the distillation term 1 - cos(student, teacher) (needs teacher)")
     teacher: str | None = _opt(None, "ONNX teacher embedder for distillation, with the student's embedding size "
                                      "(e.g. OpenCV SFace, 128-d, Apache-2.0)")
+    online: bool = _opt(False, "function matching: the teacher embeds exactly the augmented (and mixed) view the "
+                               "student trains on, every step (off: its embeddings of the clean crop and its "
+                               "mirror, computed once and cached)")
+    mixup: float = _opt(0.0, "share of the samples mixed with another face of the batch, half by mixup, half by "
+                             "cutmix (needs online: only the teacher can say what a mixed face is)")
+    occlusion: float = _opt(0.0, "share of the samples with a random grey or noise rectangle over the face")
+    ce_weight: float = _opt(1.0, "weight of the margin loss on labelled faces (0: the teacher alone, so unlabelled "
+                                 "pools and a single identity are enough)")
+    exclude: str | None = _opt(None, "a pairs folder (LFW) whose people never train: each training face whose "
+                                     "teacher embedding is closer than exclude_thr to one of its images is left out")
+    exclude_thr: float = _opt(0.0, "cosine of the exclude filter; bench/lfw_filter.py sets it so that 1% of faces "
+                                   "of known other people would be removed")
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -56,6 +68,14 @@ class MarginLoss:
         if self.scale <= 0 or self.sigma <= 0 or self.margin < 0 or not 0 <= self.label_smoothing < 1:
             raise LeanfaceError(f"margin: scale and sigma must be positive, margin >= 0, label_smoothing in [0, 1); "
                                 f"got {self}")
+        for name in ("mixup", "occlusion"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise LeanfaceError(f"margin.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.mixup and not self.online:
+            raise LeanfaceError("margin.mixup needs margin.online (the teacher must embed the mixed face)")
+        if self.ce_weight < 0 or self.distill < 0:
+            raise LeanfaceError(f"margin.ce_weight and margin.distill must be at least 0, got {self.ce_weight}, "
+                                f"{self.distill}")
 
     def margin_at(self, epoch: float) -> float:
         """The margin used at (fractional) epoch `epoch` of the warm-up ramp."""
@@ -128,16 +148,20 @@ class EmbedderTrainer(nn.Module):
 
 def margin_loss(outputs: dict, labels: torch.Tensor, cfg: MarginLoss, epoch: float, head_weight: torch.Tensor,
                 teacher: torch.Tensor | None = None) -> dict:
-    """{"loss", "ce", "reg", "distill", "margin"} for one batch at (fractional) epoch `epoch`."""
-    scores = outputs["scores"]
+    """{"loss", "ce", "reg", "distill", "margin"} for one batch at (fractional) epoch `epoch`. Faces labelled -1
+    (unlabelled or mixed) take no part in the margin loss."""
     m = cfg.margin_at(epoch)
-    logits = scores if cfg.kind == "softmax" else margin_logits(scores, labels, cfg, m)
-    ce = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
-    zero = ce.new_zeros(())
+    zero = outputs["embedding"].new_zeros(())
+    ce = outputs["scores"].sum() * 0.0  # keeps the class weights in the graph: DDP expects every gradient
+    labelled = labels >= 0
+    if cfg.ce_weight and bool(labelled.any()):
+        scores, y = outputs["scores"][labelled], labels[labelled]
+        logits = scores if cfg.kind == "softmax" else margin_logits(scores, y, cfg, m)
+        ce = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
     reg = exclusive_regularizer(head_weight) if cfg.regularface else zero
     distill = zero
     if cfg.distill and teacher is not None:
         distill = (1.0 - F.cosine_similarity(outputs["embedding"], teacher.float(), dim=1)).mean()
-    loss = ce + cfg.regularface * reg + cfg.distill * distill
+    loss = cfg.ce_weight * ce + cfg.regularface * reg + cfg.distill * distill
     return {"loss": loss, "ce": ce.detach(), "reg": reg.detach(), "distill": distill.detach(),
             "margin": ce.new_tensor(m)}

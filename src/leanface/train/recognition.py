@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -45,12 +46,14 @@ class RecognitionDataset:
     """Indexed by (epoch, i): the i-th training crop augmented with a generator seeded by (seed, epoch, i),
     so a resumed run sees the same samples. Augmentation (on): horizontal flip; a small random zoom and
     shift (a random resized crop of 89-100% of the side); brightness, contrast and saturation jitter;
-    and for a fifth of the samples a downscale to 30-70% of the side and back, or a Gaussian blur, the
-    way low-resolution photos degrade."""
+    for a fifth of the samples a downscale to 30-70% of the side and back, or a Gaussian blur, the
+    way low-resolution photos degrade; and for a share `occlusion` a rectangle over part of the face.
+    Items hold the uint8 view: normalisation happens in the task's collate, after mixing."""
 
-    def __init__(self, crops: np.ndarray, labels: np.ndarray, teacher: np.ndarray | None, augment: bool, seed: int):
+    def __init__(self, crops: np.ndarray, labels: np.ndarray, teacher: np.ndarray | None, augment: bool, seed: int,
+                 occlusion: float = 0.0):
         self.crops, self.labels, self.teacher = crops, labels, teacher  # teacher: (N, 2, D): plain, flipped
-        self.augment, self.seed = augment, seed
+        self.augment, self.seed, self.occlusion = augment, seed, occlusion
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -61,14 +64,15 @@ class RecognitionDataset:
         flipped = False
         if self.augment:
             rng = np.random.default_rng((self.seed, epoch, i))
-            img, flipped = _augment(img, rng)
-        item = {"image": torch.from_numpy(np.ascontiguousarray(img)), "label": int(self.labels[i]), "epoch": epoch}
+            img, flipped = _augment(img, rng, self.occlusion)
+        item = {"image": torch.from_numpy(np.ascontiguousarray(img)), "label": int(self.labels[i]), "epoch": epoch,
+                "index": int(i)}
         if self.teacher is not None:
             item["teacher"] = torch.from_numpy(self.teacher[i, int(flipped)])
         return item
 
 
-def _augment(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+def _augment(img: np.ndarray, rng: np.random.Generator, occlusion: float = 0.0) -> tuple[np.ndarray, bool]:
     size = img.shape[0]
     flipped = bool(rng.random() < 0.5)
     if flipped:
@@ -90,52 +94,114 @@ def _augment(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, boo
                          interpolation=cv2.INTER_LINEAR)
     elif u < 0.2:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+    if occlusion and rng.random() < occlusion:  # drawn only when on: the plain recipe's samples are unchanged
+        img = img.copy()
+        h, w = (rng.uniform(0.2, 0.5, 2) * size).astype(int)
+        top, left = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
+        patch = rng.integers(0, 256, (h, w, 3)) if rng.random() < 0.5 else np.full((h, w, 3), 127)
+        img[top:top + h, left:left + w] = patch.astype(np.uint8)
     return img, flipped
 
 
-class RecognitionTask:
-    """data: an identity-folder root (root/<identity>/*.jpg), several separated by commas, or a list of
-    roots. val_data: an LFW folder (pairs.txt) or a pairs file's folder, scored every eval_interval
-    epochs besides the dev split."""
+def mix_batch(images: np.ndarray, rng: np.random.Generator, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mix a share of a uint8 batch (B, S, S, 3) with other faces of it: half by mixup (a pixel blend with
+    weight lam ~ U(0, 1)), half by cutmix (a box of area share 1 - lam pasted from the other face). Returns the
+    new batch (uint8: the student and the teacher see the same pixels) and (B,) bool, True where mixed."""
+    out = images.copy()
+    b, size = len(images), images.shape[1]
+    mixed = np.zeros(b, bool)
+    if b < 2:
+        return out, mixed
+    for i in np.flatnonzero(rng.random(b) < share):
+        j = (i + rng.integers(1, b)) % b  # any other face of the batch, never itself
+        lam = rng.uniform(0.0, 1.0)
+        if rng.random() < 0.5:
+            out[i] = np.clip(np.rint(lam * images[i].astype(np.float32) + (1 - lam) * images[j]), 0, 255)
+        else:
+            side = int(round(size * np.sqrt(1 - lam)))
+            top, left = rng.integers(0, size - side + 1), rng.integers(0, size - side + 1)
+            out[i, top:top + side, left:left + side] = images[j, top:top + side, left:left + side]
+        mixed[i] = True
+    return out, mixed
 
-    loss_keys = ("loss", "ce", "reg", "distill", "margin")
+
+class RecognitionTask:
+    """data: identity-folder roots (root/<identity>/*.jpg) and flat folders of unlabelled photos, several
+    separated by commas, or a list of roots. val_data: an LFW folder (pairs.txt) or a pairs file's folder,
+    scored every eval_interval epochs besides the dev split.
+
+    With margin.online (function matching) the teacher embeds exactly the view the student trains on, in the
+    collate (so in the data-loading process, beside the student's step); otherwise its cached embeddings of the
+    clean crop or its mirror are the target. With margin.exclude, faces that may show a person of that pairs
+    folder (LFW) are left out of training, and exact duplicate crops too."""
 
     def __init__(self, cfg, model_cfg, data, val_data: str | os.PathLike | None = None):
         main = int(os.environ.get("RANK", "0")) == 0 and not os.environ.get("LEANFACE_RANK_CHILD")
         self.cfg, self.model_cfg, self.val_data = cfg, model_cfg, val_data
+        m = cfg.margin
         self.roots = _roots(data)
+        self.dim = model_cfg.embedding_size
+        if m.distill and not m.teacher:
+            raise LeanfaceError("margin.distill is set but there is no margin.teacher (an ONNX embedder)")
+        if (m.online or m.exclude) and not m.teacher:
+            raise LeanfaceError("margin.online and margin.exclude need margin.teacher (an ONNX embedder)")
         faces = load_identity_faces(self.roots, progress=main)
+        keep, self.pools = filter_pool(faces, self.roots, m.teacher if m.exclude else None, m.exclude,
+                                       m.exclude_thr, self.dim, progress=main)
+        faces = faces.subset(keep)
         held = dev_split(faces, seed=cfg.seed)
         self.train_faces, self.dev_faces = faces.subset(~held), faces.subset(held)
-        if len(self.train_faces.identities) < 2:
-            raise LeanfaceError(f"{data}: training needs at least two identities, found {len(self.train_faces.identities)}")
-        self.dim = model_cfg.embedding_size
-        self.eval_keys = ("dev_acc",) + (("lfw_acc",) if val_data is not None else ())
-        self.counts = {"identities": len(faces.identities), "faces": len(faces), "train_identities":
-                       len(self.train_faces.identities), "train_faces": len(self.train_faces),
+        identities = len(self.train_faces.identities)
+        if m.ce_weight and identities < 2:
+            raise LeanfaceError(f"{data}: the margin loss needs at least two identities, found {identities} "
+                                f"(set margin.ce_weight=0 to train on the teacher alone)")
+        self.loss_keys = ("loss", "ce", "reg", "distill", "margin") + (("teacher_ms",) if m.online else ())
+        self.eval_keys = ("dev_acc",) + (("lfw_acc", "lfw_tar", "lfw_teacher_cos") if val_data is not None else ())
+        unlabelled = int((~self.train_faces.labelled).sum())
+        self.counts = {"identities": len(faces.identities), "faces": len(faces), "train_identities": identities,
+                       "train_faces": len(self.train_faces), "unlabelled_faces": unlabelled,
                        "dev_identities": len(self.dev_faces.identities), "dev_faces": len(self.dev_faces),
-                       "no_face": faces.no_face, "unreadable": faces.unreadable}
+                       "no_face": faces.no_face, "unreadable": faces.unreadable, "pools": self.pools}
         teacher = None
-        if cfg.margin.distill and not cfg.margin.teacher:
-            raise LeanfaceError("margin.distill is set but there is no margin.teacher (an ONNX embedder)")
-        if cfg.margin.distill:
-            teacher = teacher_embeddings(cfg.margin.teacher, self.train_faces.crops, self.dim, progress=main)
+        if m.distill and not m.online:
+            teacher = teacher_embeddings(m.teacher, self.train_faces.crops, self.dim, progress=main)
         self.dataset = RecognitionDataset(self.train_faces.crops, self.train_faces.labels, teacher, cfg.augment,
-                                          cfg.seed)
+                                          cfg.seed, m.occlusion)
         self._mean = torch.tensor(model_cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(model_cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._teacher = None  # the online teacher, opened in the process that first needs it
+
+    def teacher(self):
+        """The online teacher embedder (one thread: the student's ranks hold the other cores)."""
+        if self._teacher is None:
+            self._teacher = Embedder(self.cfg.margin.teacher, threads=1, batch_size=256)
+            if self._teacher.dim != self.dim:
+                raise LeanfaceError(f"{self.cfg.margin.teacher}: the teacher's embeddings are {self._teacher.dim}-d, "
+                                    f"the student's {self.dim}-d")
+        return self._teacher
 
     def collate(self, items: list[dict]) -> dict:
-        x = torch.stack([it["image"] for it in items]).permute(0, 3, 1, 2).float()
-        batch = {"image": (x - self._mean) / self._std, "label": torch.tensor([it["label"] for it in items]),
-                 "epoch": items[0]["epoch"]}
-        if "teacher" in items[0]:
+        m = self.cfg.margin
+        images = np.stack([it["image"].numpy() for it in items])
+        labels = torch.tensor([it["label"] for it in items])
+        epoch = items[0]["epoch"]
+        if m.mixup:
+            rng = np.random.default_rng((self.cfg.seed, epoch, items[0]["index"], len(items), 1))
+            images, mixed = mix_batch(images, rng, m.mixup)
+            labels[torch.from_numpy(mixed)] = -1  # a blend of two people belongs to neither class
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+        batch = {"image": (x - self._mean) / self._std, "label": labels, "epoch": epoch}
+        if m.distill and m.online:
+            t0 = time.perf_counter()
+            batch["teacher"] = torch.from_numpy(self.teacher().embed(images))
+            batch["teacher_ms"] = 1e3 * (time.perf_counter() - t0) / len(images)
+        elif "teacher" in items[0]:
             batch["teacher"] = torch.stack([it["teacher"] for it in items])
         return batch
 
     def wrap(self, net: torch.nn.Module) -> EmbedderTrainer:
         """The module the loop trains: the embedder and the class weights of the training identities."""
-        return EmbedderTrainer(net, len(self.train_faces.identities), self.dim, self.cfg.margin.kind)
+        return EmbedderTrainer(net, max(len(self.train_faces.identities), 1), self.dim, self.cfg.margin.kind)
 
     @staticmethod
     def unwrap(module: EmbedderTrainer) -> torch.nn.Module:
@@ -146,8 +212,11 @@ class RecognitionTask:
 
         def batch_loss(outputs, batch):
             teacher = batch["teacher"].to(device) if "teacher" in batch else None
-            return margin_loss(outputs, batch["label"].to(device), cfg, float(batch["epoch"]),
-                               outputs["weight"], teacher)
+            out = margin_loss(outputs, batch["label"].to(device), cfg, float(batch["epoch"]), outputs["weight"],
+                              teacher)
+            if "teacher_ms" in self.loss_keys:
+                out["teacher_ms"] = torch.tensor(float(batch.get("teacher_ms", 0.0)))
+            return out
         return batch_loss
 
     def evaluate(self, weights: Path, out_dir: Path, threads: int | None = None) -> dict:
@@ -156,8 +225,14 @@ class RecognitionTask:
             emb = Embedder(weights, threads=threads, batch_size=128)
             out = {"dev_acc": round(verify_crops(emb, self.dev_faces), 5)}
             if self.val_data is not None:
-                result = score_pairs(emb, lfw_crops(self.val_data))
+                crops, pairs = lfw_crops(self.val_data)
+                student = emb.embed(crops)
+                result = score_embeddings(student, pairs)
                 out["lfw_acc"] = float("nan") if result is None else round(result.accuracy, 5)
+                out["lfw_tar"] = float("nan") if result is None else round(result.tar_at_far.get(1e-3, float("nan")), 5)
+                if self.cfg.margin.teacher:
+                    t = teacher_embeddings(self.cfg.margin.teacher, crops, self.dim, progress=False, flips=False)[:, 0]
+                    out["lfw_teacher_cos"] = round(float(np.einsum("ij,ij->i", student, t).mean()), 5)
         finally:
             torch.set_num_threads(before)
         return out
@@ -167,9 +242,58 @@ class RecognitionTask:
 
     def summary(self) -> str:
         c = self.counts
-        return (f"training on {c['train_faces']:,} faces of {c['train_identities']:,} identities from "
-                f"{', '.join(self.roots)}; {c['dev_faces']:,} faces of {c['dev_identities']:,} held-back identities "
-                f"for the dev protocol; {c['no_face']:,} images without a detected face left out")
+        pools = "; ".join(f"{name}: {p['faces']:,} faces, {p['lfw_removed']:,} like an LFW person and "
+                          f"{p['duplicates']:,} duplicates left out" for name, p in c["pools"].items())
+        return (f"training on {c['train_faces']:,} faces ({c['unlabelled_faces']:,} unlabelled) of "
+                f"{c['train_identities']:,} identities from {', '.join(self.roots)}; {c['dev_faces']:,} faces of "
+                f"{c['dev_identities']:,} held-back identities for the dev protocol; {c['no_face']:,} images without "
+                f"a detected face left out; {pools}")
+
+
+def filter_pool(faces: IdentityFaces, roots: list[str], teacher: str | None, exclude, threshold: float, dim: int,
+                progress: bool = True) -> tuple[np.ndarray, dict]:
+    """(N,) bool of the faces to train on, and per root {no_face, unreadable (images lost in alignment), faces,
+    lfw_removed, duplicates, kept}: exact duplicate
+    crops (after the first) are left out, and with `exclude` (a pairs folder, e.g. LFW) every face whose teacher
+    embedding has a cosine above `threshold` with one of that folder's faces."""
+    keys = crop_keys(faces.crops)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    duplicate = np.ones(len(faces), bool)
+    duplicate[first] = False
+    similar = np.zeros(len(faces), bool)
+    if exclude is not None:
+        emb = teacher_embeddings(teacher, faces.crops, dim, progress=progress, flips=False)[:, 0]
+        ref = teacher_embeddings(teacher, lfw_crops(exclude)[0], dim, progress=progress, flips=False)[:, 0]
+        similar = max_cosine(emb, ref) > threshold
+    pool_of = np.array([_pool_index(f, roots) for f in faces.files])
+    lost = {name: (no_face, unreadable) for name, _, no_face, unreadable in faces.pools}
+    pools = {}
+    for k, root in enumerate(roots):
+        here = pool_of == k
+        no_face, unreadable = lost.get(Path(root).name, (0, 0))
+        pools[Path(root).name] = {"no_face": no_face, "unreadable": unreadable,
+                                  "faces": int(here.sum()), "lfw_removed": int((here & similar).sum()),
+                                  "duplicates": int((here & duplicate & ~similar).sum()),
+                                  "kept": int((here & ~duplicate & ~similar).sum())}
+    return ~duplicate & ~similar, pools
+
+
+def _pool_index(file: str, roots: list[str]) -> int:
+    """Which root (the longest prefix) a face's file lies under."""
+    best, length = -1, -1
+    for k, root in enumerate(roots):
+        r = os.path.join(os.path.abspath(root), "")
+        if os.path.abspath(file).startswith(r) and len(r) > length:
+            best, length = k, len(r)
+    return best
+
+
+def max_cosine(emb: np.ndarray, ref: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """(N,) the largest cosine of each row of `emb` with any row of `ref` (both L2-normalised)."""
+    out = np.full(len(emb), -1.0, np.float32)
+    for s in range(0, len(emb), chunk):
+        out[s:s + chunk] = (emb[s:s + chunk] @ ref.T).max(1) if len(ref) else -1.0
+    return out
 
 
 def verify_crops(embedder, faces: IdentityFaces, seed: int = 0) -> float:
@@ -190,43 +314,54 @@ def verify_crops(embedder, faces: IdentityFaces, seed: int = 0) -> float:
 def score_pairs(embedder, crops_and_pairs: tuple):
     """The verification protocol's result for `embedder` on (crops, (left, right, same, fold)), as
     `lfw_crops` returns them; None when the embeddings are not finite (a diverged model)."""
-    crops, (left, right, same, folds) = crops_and_pairs
-    e = embedder.embed(crops)
+    crops, pairs = crops_and_pairs
+    return score_embeddings(embedder.embed(crops), pairs)
+
+
+def score_embeddings(e: np.ndarray, pairs: tuple):
+    """The verification protocol's result on embeddings `e` of the crops and (left, right, same, fold)."""
+    left, right, same, folds = pairs
     scores = np.einsum("ij,ij->i", e[left], e[right])
     return verification_protocol(scores, same, folds) if np.isfinite(scores).all() else None
 
 
-def teacher_embeddings(teacher: str, crops: np.ndarray, dim: int, progress: bool = True) -> np.ndarray:
-    """(N, 2, D) embeddings of the crops and of their mirror images by the teacher, cached next to the
-    aligned crops face by face (keyed by the teacher file and each crop's bytes): another dev split, seed
-    or added folder runs the teacher only on the faces it has not seen."""
+def teacher_embeddings(teacher: str, crops: np.ndarray, dim: int, progress: bool = True,
+                       flips: bool = True) -> np.ndarray:
+    """(N, 2, D) embeddings of the crops and of their mirror images by the teacher (flips=False: the mirror
+    half is NaN where not known already), cached next to the aligned crops face by face (keyed by the
+    teacher file and each crop's bytes) and written as it goes: another dev split, seed, added folder or an
+    interrupted run runs the teacher only on the faces it has not seen."""
     if not os.path.isfile(teacher):
         raise LeanfaceError(f"{teacher}: teacher embedder not found")
     cache = default_cache_dir() / f"teacher_{hashlib.sha1(Path(teacher).read_bytes()).hexdigest()[:16]}.npz"
     keys = crop_keys(crops)
     known = read_teacher_cache(cache, dim)
-    out = np.zeros((len(crops), 2, dim), np.float32)
-    missing = []
+    out = np.full((len(crops), 2, dim), np.nan, np.float32)
     for i, k in enumerate(keys):
         j = known.index.get(k.tobytes())
-        if j is None:
-            missing.append(i)
-        else:
+        if j is not None:
             out[i] = known.emb[j]
-    if not missing:
+    views = (0, 1) if flips else (0,)
+    missing = np.flatnonzero(np.isnan(out[:, views, 0]).any(1))
+    if not len(missing):
         return out
     emb = Embedder(teacher, batch_size=128)
     if emb.dim != dim:
         raise LeanfaceError(f"{teacher}: the teacher's embeddings are {emb.dim}-d, the student's {dim}-d")
     from tqdm import tqdm
 
-    missing = np.array(missing)
-    for s in tqdm(range(0, len(missing), 512), desc="teacher", disable=not progress, file=sys.stderr):
-        rows = missing[s:s + 512]
-        chunk = crops[rows]
-        out[rows, 0] = emb.embed(chunk)
-        out[rows, 1] = emb.embed(np.ascontiguousarray(chunk[:, :, ::-1]))
-    write_teacher_cache(cache, known, keys[missing], out[missing])
+    step, written = 512, 0
+    for s in tqdm(range(0, len(missing), step), desc="teacher", disable=not progress, file=sys.stderr):
+        rows = missing[s:s + step]
+        for view in views:
+            todo = rows[np.isnan(out[rows, view, 0])]
+            if len(todo):
+                chunk = crops[todo] if view == 0 else np.ascontiguousarray(crops[todo][:, :, ::-1])
+                out[todo, view] = emb.embed(chunk)
+        if s + step >= len(missing) or s - written >= 8 * step:  # a checkpoint every ~4 K faces
+            done = missing[:s + step]
+            known = write_teacher_cache(cache, known, keys[done], out[done])
+            written = s
     return out
 
 
@@ -260,13 +395,21 @@ def read_teacher_cache(path: Path, dim: int) -> TeacherCache:
     return TeacherCache(keys.astype(np.uint8), emb.astype(np.float32)) if ok else empty
 
 
-def write_teacher_cache(path: Path, known: TeacherCache, keys: np.ndarray, emb: np.ndarray) -> None:
+def write_teacher_cache(path: Path, known: TeacherCache, keys: np.ndarray, emb: np.ndarray) -> TeacherCache:
     """Add (keys, emb) to `known` and write the union atomically; what another process added meanwhile is
-    kept too (re-read just before writing)."""
+    kept too (re-read just before writing). A row already there takes the new values where they are known
+    (e.g. a mirror view computed later). Returns the union."""
     latest = read_teacher_cache(path, emb.shape[2])
     base = latest if len(latest.keys) >= len(known.keys) else known
-    new = np.array([k.tobytes() not in base.index for k in keys], bool)
-    _write_npy(path, keys=np.concatenate([base.keys, keys[new]]), emb=np.concatenate([base.emb, emb[new]]))
+    rows = np.array([base.index.get(k.tobytes(), -1) for k in keys], np.int64)
+    merged = base.emb.copy()
+    old = rows >= 0
+    if old.any():
+        merged[rows[old]] = np.where(np.isnan(emb[old]), merged[rows[old]], emb[old])
+    new = ~old
+    union = TeacherCache(np.concatenate([base.keys, keys[new]]), np.concatenate([merged, emb[new]]))
+    _write_npy(path, keys=union.keys, emb=union.emb)
+    return union
 
 
 def _read_npy(path: Path, shape: tuple) -> np.ndarray | None:

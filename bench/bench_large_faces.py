@@ -52,7 +52,7 @@ def images(per_pool: int) -> list[tuple[str, np.ndarray]]:
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     lt, rb = np.maximum(a[:, :2], b[:2]), np.minimum(a[:, 2:], b[2:])
     inter = np.clip(rb - lt, 0, None).prod(1)
-    return inter / ((a[:, 2:] - a[:, :2]).prod(1) + (b[2:] - b[:2]).prod(1) - inter)
+    return inter / ((a[:, 2:] - a[:, :2]).prod(1) + (b[2:] - b[:2]).prod() - inter)
 
 
 def main() -> int:

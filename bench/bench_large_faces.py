@@ -49,13 +49,8 @@ def images(per_pool: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt, rb = np.maximum(a[:, :2], b[:2]), np.minimum(a[:, 2:], b[2:])
-    inter = np.clip(rb - lt, 0, None).prod(1)
-    return inter / ((a[:, 2:] - a[:, :2]).prod(1) + (b[2:] - b[:2]).prod() - inter)
-
-
 def main() -> int:
+    from leanface.boxes import box_iou
     from leanface.infer import Detector
     from leanface.recognize import primary_face
 
@@ -90,7 +85,7 @@ def main() -> int:
         for i, ((name, rgb), ref) in enumerate(zip(data, refs)):
             if ref is not None:
                 faces = det(rgb)
-                hit[i] = len(faces) > 0 and bool((iou(faces.boxes, ref) >= 0.5).any())
+                hit[i] = len(faces) > 0 and bool((box_iou(faces.boxes, ref[None]) >= 0.5).any())
         per_bin = []
         for lo, hi in zip(BINS, BINS[1:]):
             sel = (fraction >= lo) & (fraction < hi) & np.array(found_by_official)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import LeanfaceError
 from ..files import atomic_write
-from ..infer import Detector, read_image
+from ..infer import DEFAULT_ONNX, DEFAULT_WEIGHTS, Detector, read_image
 from ..infer.image import IMAGE_EXTS
 from .align import align_faces
 from .recognizer import primary_face
@@ -104,8 +104,9 @@ def default_cache_dir() -> Path:
 
 
 def _detector_id(detector: Detector | None) -> str:
-    if detector is None:
-        return "bundled"
+    if detector is None:  # the bundled detector: its weights' digest, so a new bundled model re-aligns
+        bundled = next((w for w in (DEFAULT_ONNX, DEFAULT_WEIGHTS) if w.is_file()), None)
+        return "bundled:" + (hashlib.sha1(bundled.read_bytes()).hexdigest() if bundled else "absent")
     weights = detector.weights
     digest = hashlib.sha1(Path(weights).read_bytes()).hexdigest() if weights and os.path.isfile(weights) else "bundled"
     return json.dumps([digest, detector.size, detector.postprocess.score_thr])

@@ -195,3 +195,25 @@ def test_cpu_convolution_reroutes_keep_the_arithmetic():
     (ref(x).flatten() @ r).backward()
     torch.testing.assert_close(q.features[3].shortcut[0].weight.grad, ref.features[3].shortcut[0].weight.grad,
                                rtol=1e-4, atol=1e-4)
+
+
+def test_epochs_of_n_samples_cover_every_sample_once_per_pass_split_over_ranks():
+    from leanface.train.loop import _SliceKeys, _check
+
+    n, per_epoch, world = 10, 4, 2
+    seen = []  # the stream in position order; a pass of 10 ends inside epoch 2
+    for epoch in range(5):  # 20 positions: two whole passes over the 10 samples
+        stream = [None] * per_epoch
+        for rank in range(world):
+            sampler = _SliceKeys(n, per_epoch, world, rank, seed=3)
+            sampler.set_epoch(epoch)
+            mine = list(sampler)
+            assert len(mine) == len(sampler) == per_epoch // world and all(e == epoch for e, _ in mine)
+            stream[rank::world] = [i for _, i in mine]
+        if epoch * per_epoch // n == ((epoch + 1) * per_epoch - 1) // n:  # inside one pass
+            assert len(set(stream)) == per_epoch  # the ranks share no sample
+        seen += stream
+    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:]) == list(range(10))
+    assert seen[:10] != seen[10:]  # each pass is shuffled anew
+    with pytest.raises(LeanfaceError, match="multiple of batch_size"):
+        _check(TrainConfig(epoch_samples=10, batch_size=4))

@@ -178,7 +178,7 @@ class _SliceKeys(_EpochKeys):
 
     def __init__(self, n: int, per_epoch: int, world: int, rank: int, seed: int):
         self.n, self.world, self.rank, self.seed = n, world, rank, seed
-        self.per_epoch = per_epoch - per_epoch % world  # every rank takes the same number of samples
+        self.per_epoch = per_epoch  # a multiple of the batch, so of the ranks: each takes the same number
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -243,8 +243,10 @@ def _check(cfg: TrainConfig) -> None:
         raise LeanfaceError(f"crop_choices must be positive numbers, got {cfg.crop_choices}")
     if not 0 <= cfg.close_ups <= 1:
         raise LeanfaceError(f"close_ups must be in [0, 1], got {cfg.close_ups}")
-    if cfg.epoch_samples < 0:
-        raise LeanfaceError(f"epoch_samples must be at least 0 (0: the whole set), got {cfg.epoch_samples}")
+    if cfg.epoch_samples < 0 or cfg.epoch_samples % cfg.batch_size:
+        # Whole batches only: a last batch of one image cannot take BatchNorm statistics.
+        raise LeanfaceError(f"epoch_samples must be 0 (the whole set) or a multiple of batch_size "
+                            f"{cfg.batch_size}, got {cfg.epoch_samples}")
     if cfg.procs < 0:
         raise LeanfaceError(f"procs must be at least 0 (0: one per core), got {cfg.procs}")
     if cfg.freeze_bn_after is not None and cfg.freeze_bn_after < 0:
@@ -520,7 +522,7 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
     deployed = task.unwrap(bare) if hasattr(task, "unwrap") else bare  # what model.pt holds
 
     if cfg.epoch_samples:
-        sampler = _SliceKeys(len(task.dataset), max(cfg.epoch_samples, ddp.world), ddp.world, ddp.rank, cfg.seed)
+        sampler = _SliceKeys(len(task.dataset), cfg.epoch_samples, ddp.world, ddp.rank, cfg.seed)
     else:
         sampler = _EpochKeys(DistributedSampler(task.dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed))
     loader = DataLoader(task.dataset, batch_size=cfg.batch_size // ddp.world, sampler=sampler,

@@ -76,7 +76,10 @@ def _finish(p: subprocess.Popen, timeout: float = 180) -> str:
     return err
 
 
-def test_killed_search_resumes_without_redoing_finished_trials(driver, tmp_path):
+@pytest.mark.parametrize("tune_state", ["saved", "lost"])
+def test_killed_search_resumes_without_redoing_finished_trials(driver, tmp_path, tune_state):
+    """"lost": the kill came before Tune wrote its experiment state (seen on a loaded CI machine); Tune's
+    restore then silently starts a new experiment, which must still skip the finished trial."""
     run, log = tmp_path / "run", tmp_path / "calls.log"
     first = driver("new")
     deadline = time.time() + 180  # Ray starts slowly on a loaded machine
@@ -92,6 +95,9 @@ def test_killed_search_resumes_without_redoing_finished_trials(driver, tmp_path)
     first.wait()
     records = collect_trials(run)
     assert [r.status for r in records] == ["complete", "pending"]
+    if tune_state == "lost":
+        for state in [*(run / "tune").glob("experiment_state-*.json"), *(run / "tune").glob("basic-variant-state-*")]:
+            state.unlink()
 
     (tmp_path / "calls.log.release").touch()
     err = _finish(driver("resume"))

@@ -338,6 +338,13 @@ def _prepare_embed_search(run: Path, settings: SearchSettings):
     return report
 
 
+def _tune_saved_state(experiment: Path) -> bool:
+    """Whether Tune saved an experiment state to resume from (its tuner.pkl comes before any state)."""
+    from ray import tune
+
+    return tune.Tuner.can_restore(str(experiment)) and any(experiment.glob("experiment_state-*.json"))
+
+
 def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = None, *,
                template: SCRFDConfig | None = None, resume: bool = False, address: str | None = None,
                trial_fn: TrialFn = proxy_trial, progress: bool = True) -> list[TrialRecord]:
@@ -366,10 +373,20 @@ def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = Non
         trial_fn = embed_proxy_trial
     metric = metric_of(settings)
     trainable = _make_trainable(candidates, settings, trial_fn)
+    # References first: the comparison exists even if the search is cut short. A resumed search never
+    # re-runs a finished trial, even where Tune's own state missed it (a kill before Tune saved).
+    done = {r.candidate.index for r in collect_trials(run) if r.status == "complete"} if resume else set()
+    order = [c.index for c in sorted(candidates, key=lambda c: not c.reference) if c.index not in done]
+    if not order:
+        return collect_trials(run)
+    param_space = {"index": tune.grid_search(order)}
     started = ray_init(address)
     try:
-        if resume and tune.Tuner.can_restore(str(experiment)):
-            tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=False)
+        if resume and _tune_saved_state(experiment):
+            # param_space again: Tune keeps no copy of it, and when its restore fails it silently starts
+            # a new experiment from this space (without it: one trial with an empty config).
+            tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=False,
+                                       param_space=param_space)
         else:  # a new search, or one stopped before Tune saved any state
             scheduler = None
             if settings.asha:
@@ -377,9 +394,7 @@ def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = Non
                                           grace_period=settings.asha_grace, reduction_factor=2)
             tuner = tune.Tuner(
                 trainable,
-                # References first: the comparison exists even if the search is cut short.
-                param_space={"index": tune.grid_search(
-                    [c.index for c in sorted(candidates, key=lambda c: not c.reference)])},
+                param_space=param_space,
                 tune_config=tune.TuneConfig(metric=metric, mode="max", scheduler=scheduler,
                                             max_concurrent_trials=settings.max_concurrent or None,
                                             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),

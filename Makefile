@@ -22,7 +22,7 @@ $(SFACE): | $(BIN)/leanface
 peers: $(SFACE)
 
 demo: setup
-	$(BIN)/leanface demo --save-dir demo_out
+	$(BIN)/leanface demo --save-dir demo_out --exist-ok
 
 test: setup peers
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --durations=15

@@ -150,7 +150,7 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001 - an absent peer is a row left out, said once
         print(f"dlib left out: {exc}", file=sys.stderr)
     if "untrained" in chosen:
-        embedders.append(("MobileFaceNet (untrained)", Embedder(model="mobilefacenet", threads=1), None))
+        embedders.append(("MobileFaceNet (untrained)", Embedder(model="mobilefacenet", threads=1, random_init=True), None))
 
     rows = []
     sample = sample_image()

@@ -19,6 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     for add, run in COMMANDS:
         add(sub).set_defaults(_run=run)
     args = parser.parse_args(argv)
+    import signal
+    import threading
+
+    # SIGTERM (`kill PID`, a scheduler's time limit) unwinds like Ctrl-C, so every `finally` runs: Ray shut
+    # down, results files closed, worker processes ended.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args._run(args) or 0)
     except LeanfaceError as exc:
@@ -27,11 +35,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nleanface {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"\nleanface {args.command}: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # e.g. `leanface info | head`: the reader left; say nothing more
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is so that it unwinds (not an Exception: nothing swallows it)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def _size(text: str) -> int | None:
@@ -58,6 +80,8 @@ def _add_detector_args(p: argparse.ArgumentParser, score_thr: float | None = 0.5
                    help="keep only the k best-scoring candidates before NMS (default: all, as the WIDER protocol)")
     p.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8)")
     p.add_argument("--threads", type=int, help="CPU threads (default: library default)")
+    p.add_argument("--random-init", action="store_true",
+                   help="run --model untrained when no --weights are given (timing only; refused otherwise)")
 
 
 def _detector(args):
@@ -65,7 +89,8 @@ def _detector(args):
 
     return Detector(model=args.model, weights=args.weights, size=args.size, letterbox=args.letterbox,
                     score_thr=args.score_thr, nms_thr=args.nms_thr, max_faces=args.max_faces,
-                    pre_nms_topk=args.pre_nms_topk, batch_size=args.batch_size, threads=args.threads)
+                    pre_nms_topk=args.pre_nms_topk, batch_size=args.batch_size, threads=args.threads,
+                    random_init=args.random_init)
 
 
 # --- info -------------------------------------------------------------------------------------
@@ -113,6 +138,7 @@ def _add_convert(sub):
     p.add_argument("src", help="official weights file")
     p.add_argument("--model", help="zoo name (default: inferred from the file)")
     p.add_argument("-o", "--out", required=True, help="output leanface .pt")
+    p.add_argument("--exist-ok", action="store_true", help="replace an existing leanface .pt OUT (default: refused)")
     return p
 
 
@@ -121,7 +147,11 @@ def _cmd_convert(args) -> int:
 
     from .models import save_checkpoint
     from .models.importers import import_weights
+    from .outputs import CHECKPOINT, OutputGuard
 
+    guard = OutputGuard("convert", exist_ok=args.exist_ok)
+    guard.inputs(args.src, what="the official weights")
+    guard.file(args.out, "-o", CHECKPOINT)
     cfg, state = import_weights(args.src, args.model)
     with open(args.src, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
@@ -158,7 +188,9 @@ def _add_detect(sub):
 
 
 def _cmd_detect(args) -> int:
-    from .infer.detect_files import run_bulk, run_detect
+    from .infer.detect_files import plan_detect, run_bulk
+
+    from .outputs import OutputGuard
 
     if args.address is not None:
         if not args.shard_dir:
@@ -167,13 +199,17 @@ def _cmd_detect(args) -> int:
             raise LeanfaceError("--address writes shard files to --shard-dir; --json-out, --save-dir and --crops "
                                 "are for runs without it")
         settings = {k: getattr(args, k) for k in ("model", "weights", "size", "letterbox", "score_thr", "nms_thr",
-                                                  "max_faces", "pre_nms_topk", "batch_size", "threads")}
+                                                  "max_faces", "pre_nms_topk", "batch_size", "threads",
+                                                  "random_init")}
         return run_bulk(settings, args.paths, args.shard_dir, args.address, workers=args.workers,
                         shard_size=args.shard_size)
     if args.shard_dir or args.workers is not None or args.shard_size is not None:
         raise LeanfaceError("--shard-dir, --workers and --shard-size are for --address runs")
-    return run_detect(_detector(args), args.paths, json_out=args.json_out, save_dir=args.save_dir,
-                      crops=args.crops, resume=args.resume, exist_ok=args.exist_ok)
+    guard = OutputGuard("detect", exist_ok=args.exist_ok, resume=args.resume)
+    guard.inputs(args.weights, what="the weights")
+    job = plan_detect(args.paths, json_out=args.json_out, save_dir=args.save_dir, crops=args.crops,
+                      resume=args.resume, guard=guard)
+    return job.run(_detector(args))
 
 
 # --- demo -------------------------------------------------------------------------------------
@@ -182,13 +218,14 @@ def _add_demo(sub):
     p.add_argument("--model")
     p.add_argument("--weights")
     p.add_argument("--save-dir", default="demo_out", help="where to write the annotated image (default demo_out)")
+    p.add_argument("--exist-ok", action="store_true", help="replace SAVE_DIR/astronaut.jpg (default: refused)")
     return p
 
 
 def _cmd_demo(args) -> int:
     from .infer.detect_files import run_demo
 
-    return run_demo(model=args.model, weights=args.weights, save_dir=args.save_dir)
+    return run_demo(model=args.model, weights=args.weights, save_dir=args.save_dir, exist_ok=args.exist_ok)
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -201,6 +238,8 @@ def _add_export(sub):
     p.add_argument("model", help="zoo name (must match the weights)")
     p.add_argument("--weights", required=True, help="leanface .pt weights")
     p.add_argument("-o", "--out", required=True, help="output .onnx")
+    p.add_argument("--exist-ok", action="store_true", help="replace an existing leanface ONNX export OUT "
+                                                          "(default: refused)")
     p.add_argument("--threshold", type=float, help="embedders: the same-person cosine threshold to store (e.g. "
                                                    "the one `leanface eval --data LFW_DIR` prints)")
     p.add_argument("--int8", action="store_true", help="statically quantise (QDQ, per-channel int8 weights, "
@@ -224,8 +263,12 @@ def _cmd_export(args) -> int:
     from .export import export_int8, export_onnx
     from .models import create_model, get_family
 
-    if os.path.realpath(args.out) == os.path.realpath(args.weights):
-        raise LeanfaceError(f"{args.out}: the output would overwrite the input weights; choose another -o")
+    from .outputs import ONNX, OutputGuard
+
+    guard = OutputGuard("export", exist_ok=args.exist_ok)
+    guard.inputs(args.weights, what="the weights")
+    guard.input_folder(args.calib, "the calibration images")
+    guard.file(args.out, "-o", ONNX)
     net = create_model(args.model, args.weights)
     task = get_family(net.cfg.family).task
     if args.threshold is not None and (task != "embed" or not -1 <= args.threshold <= 1):
@@ -295,7 +338,7 @@ def _bench_embedder(args, image) -> int:
 
     zoo = args.embedder in list_models()
     emb = Embedder(None if zoo else args.embedder, model=args.embedder if zoo else None, mean=args.mean,
-                   std=args.std, threads=args.threads)
+                   std=args.std, threads=args.threads, random_init=zoo)  # a zoo name: timing only
     rec = Recognizer(embedder=emb, detector=_detector(args))
     res = bench_embedder(emb, rec, image, repeats=args.repeats)
     print(f"{emb.name}: batch 1 {res['batch1_ms']:.2f} ms/face ({res['batch1_p10_ms']:.2f}-{res['batch1_p90_ms']:.2f})"
@@ -327,8 +370,26 @@ def _add_eval(sub):
     v.add_argument("--det-weights", help="detector weights for alignment (default: the bundled detector)")
     p.add_argument("--output", help="folder for the JSON record and plot (WIDER: also predictions; default: "
                                     "runs/eval/<model>-<size>, or the --preds folder)")
+    p.add_argument("--exist-ok", action="store_true", help="replace an evaluation already in OUTPUT (default: refused)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return p
+
+
+def _eval_guard(args, out, record: str, plot: str, keys: tuple[str, ...], predictions: bool = False):
+    """--output checked before any work: a folder, outside the data, an earlier evaluation replaced only with
+    --exist-ok; a folder of other files (e.g. someone's predictions) never written into."""
+    from pathlib import Path
+
+    from .outputs import PLOT, OutputGuard, json_record
+
+    guard = OutputGuard("eval", exist_ok=args.exist_ok)
+    guard.input_folder(args.data, "the evaluation data")
+    guard.inputs(args.weights, getattr(args, "pairs", None), what="an input")
+    guard.inputs(getattr(args, "det_weights", None), what="the detector weights")
+    out = Path(out)
+    if predictions and out.is_dir() and any(out.iterdir()) and not (out / record).is_file():
+        raise LeanfaceError(f"{out}: --output holds files that are not a leanface evaluation; choose another folder")
+    guard.folder(out, "--output", writes=[record, plot], kinds={record: json_record(*keys), plot: PLOT})
 
 
 def _cmd_eval(args) -> int:
@@ -354,6 +415,7 @@ def _cmd_eval(args) -> int:
         if args.model or args.weights:
             raise LeanfaceError("--preds scores an existing folder; it cannot be combined with --model/--weights")
         out = Path(args.output or args.preds)
+        _eval_guard(args, out, RECORD_NAME, PLOT_NAME, ("easy", "medium", "hard"))
         evaluation = evaluate_folder(args.preds, args.data, ground_truth=gt)
         settings["preds"] = str(args.preds)
         title = str(args.preds)
@@ -362,6 +424,7 @@ def _cmd_eval(args) -> int:
         name = detector.config.name
         scale = "original" if args.size is None else str(args.size)
         out = Path(args.output or Path("runs") / "eval" / f"{name}-{scale}")
+        _eval_guard(args, out, RECORD_NAME, PLOT_NAME, ("easy", "medium", "hard"), predictions=True)
         evaluation, timings = evaluate_detector(detector, args.data, out, batch_size=args.batch_size,
                                                 ground_truth=gt)
         settings.update(
@@ -393,7 +456,7 @@ def _eval_verification(args) -> int:
 
     from .data import load_pairs
     from .eval import evaluate_pairs, write_verification_report
-    from .eval.pairs_eval import VERIFY_SCORE_THR
+    from .eval.pairs_eval import RECORD_NAME, ROC_NAME, VERIFY_SCORE_THR
 
     if args.preds:
         raise LeanfaceError("--preds is for WIDER FACE; verification runs an embedder (--weights)")
@@ -403,10 +466,12 @@ def _eval_verification(args) -> int:
     if args.aggregator == "mean" or not pairs.templates:
         args.quality = None  # no quality net to load when nothing is weighted by it
     rec = _recognizer(args)
+    out = Path(args.output or Path("runs") / "eval" /
+               f"{Path(rec.embedder.name).stem}-{'lfw' if not args.pairs else 'pairs'}")
+    _eval_guard(args, out, RECORD_NAME, ROC_NAME, ("accuracy",))
     record, curves = evaluate_pairs(rec, pairs, aligned=args.aligned, progress=not args.json,
                                     aggregator=args.aggregator)
     name = rec.embedder.name
-    out = Path(args.output or Path("runs") / "eval" / f"{Path(name).stem}-{'lfw' if not args.pairs else 'pairs'}")
     record = write_verification_report(
         {**record, "model": name, "weights": getattr(rec.embedder, "weights", None),
          "detector": rec.detector.weights or rec.detector.config.name, "aligned": args.aligned, "flip": args.flip,
@@ -471,11 +536,23 @@ def _add_embed(sub):
     return p
 
 
-def _cmd_embed(args) -> int:
-    from .infer.detect_files import run_detect
+def _recognizer_inputs(guard, args) -> None:
+    """The files a recognition verb reads besides its photos: they are never outputs."""
+    guard.inputs(args.weights, what="the embedder weights")
+    guard.inputs(args.det_weights, what="the detector weights")
+    if getattr(args, "quality", None) not in (None, "none", "bundled"):
+        guard.inputs(args.quality, what="the quality-net weights")
 
-    return run_detect(_recognizer(args), args.paths, json_out=args.json_out, save_dir=args.save_dir, verb="embed",
-                      resume=args.resume, exist_ok=args.exist_ok)
+
+def _cmd_embed(args) -> int:
+    from .infer.detect_files import plan_detect
+    from .outputs import OutputGuard
+
+    guard = OutputGuard("embed", exist_ok=args.exist_ok, resume=args.resume)
+    _recognizer_inputs(guard, args)
+    job = plan_detect(args.paths, json_out=args.json_out, save_dir=args.save_dir, verb="embed",
+                      resume=args.resume, guard=guard)
+    return job.run(_recognizer(args))
 
 
 def _add_verify(sub):
@@ -518,17 +595,26 @@ def _add_identify(sub):
 
 
 def _cmd_identify(args) -> int:
-    from .infer.detect_files import run_detect
+    from .infer.detect_files import plan_detect
+    from .outputs import GALLERY_CACHE, OutputGuard
     from .recognize import Identifier, build_gallery, require_threshold
 
+    if args.cache and args.no_cache:
+        raise LeanfaceError("--cache and --no-cache contradict each other")
+    guard = OutputGuard("identify", exist_ok=args.exist_ok, resume=args.resume)
+    _recognizer_inputs(guard, args)
+    guard.input_folder(args.gallery, "the gallery")
+    job = plan_detect(args.paths, json_out=args.json_out, save_dir=args.save_dir, verb="identify",
+                      resume=args.resume, guard=guard)
+    # The cache is updated in place as the gallery changes (no --exist-ok), but only a gallery cache.
+    guard.file(args.cache, "--cache", GALLERY_CACHE, replaceable=False)
     rec = _recognizer(args)
     require_threshold(rec)  # say so before embedding the gallery
     gallery = build_gallery(args.gallery, rec, cache=False if args.no_cache else args.cache,
                             report=lambda m: print(f"leanface identify: warning: {m}", file=sys.stderr))
     print(f"gallery {args.gallery}: {len(gallery.identities)} identities, {len(gallery.names)} images enrolled",
           file=sys.stderr)
-    return run_detect(Identifier(rec, gallery), args.paths, json_out=args.json_out, save_dir=args.save_dir,
-                      verb="identify", resume=args.resume, exist_ok=args.exist_ok)
+    return job.run(Identifier(rec, gallery))
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -687,16 +773,26 @@ def _add_stats(sub):
     p.add_argument("--out-dir", default="runs/stats", help="where to write the PNG plots and stats.json")
     p.add_argument("--epochs", type=int, default=1, help="augmented epochs to count anchors over (default 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--exist-ok", action="store_true", help="replace the statistics already in OUT_DIR (default: "
+                                                          "refused)")
     return p
+
+
+STATS_FILES = ("stats.json", "scale_cdf.png", "positive_anchors.png")
 
 
 def _cmd_stats(args) -> int:
     import json
     from pathlib import Path
 
-    from .train.stats import compute_stats, format_stats, plot_stats
     from .files import atomic_write
+    from .outputs import PLOT, OutputGuard, json_record
+    from .train.stats import compute_stats, format_stats, plot_stats
 
+    guard = OutputGuard("stats", exist_ok=args.exist_ok)
+    guard.inputs(args.data, what="the data")
+    guard.folder(args.out_dir, "--out-dir", writes=STATS_FILES,
+                 kinds={"stats.json": json_record("scales"), "scale_cdf.png": PLOT, "positive_anchors.png": PLOT})
     stats = compute_stats(args.data, epochs=args.epochs, seed=args.seed)
     print(format_stats(stats))
     out = Path(args.out_dir)

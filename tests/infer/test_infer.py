@@ -114,7 +114,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["detect", str(tmp_path / "empty"), "--model", "scrfd_500m"]) == 2
     assert "contains no images" in capsys.readouterr().err
     (tmp_path / "w.pt").write_bytes(b"junk")
-    assert main(["detect", str(tmp_path), "--weights", str(tmp_path / "w.pt")]) == 2
+    cv2.imwrite(str(tmp_path / "empty" / "grey.jpg"), np.full((64, 64, 3), 128, np.uint8))
+    assert main(["detect", str(tmp_path / "empty"), "--weights", str(tmp_path / "w.pt")]) == 2
     assert "w.pt: not a leanface weights file" in capsys.readouterr().err
 
 
@@ -142,7 +143,7 @@ def test_pre_nms_topk_equals_raising_the_score_threshold():
 
     def detector(**kw):
         torch.manual_seed(0)  # the same random weights every time
-        return Detector(model="scrfd_500m", size=None, **{"score_thr": 0.0, "nms_thr": 0.4, **kw})
+        return Detector(model="scrfd_500m", size=None, random_init=True, **{"score_thr": 0.0, "nms_thr": 0.4, **kw})
 
     img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     scores = detector(nms_thr=1.0)(img).scores  # IoU never exceeds 1: every candidate, best first

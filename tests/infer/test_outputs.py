@@ -44,7 +44,7 @@ def _one_error(capsys) -> str:
 def test_save_dir_over_the_inputs_is_refused_and_nothing_changes(photos, capsys):
     before = {p.name: _md5(p) for p in photos.iterdir()}
     assert _detect(photos, "--save-dir", photos) == 2
-    assert "would overwrite this input" in _one_error(capsys)
+    assert "--save-dir lies inside an input" in _one_error(capsys)
     assert {p.name: _md5(p) for p in photos.iterdir()} == before
     assert _detect(photos / next(iter(before)), "--json-out", photos / next(iter(before))) == 2
     assert {p.name: _md5(p) for p in photos.iterdir()} == before
@@ -132,10 +132,11 @@ def test_ctrl_c_keeps_the_results_already_written(val_images, tmp_path):
 
 def test_an_existing_results_file_is_kept_unless_asked(photos, tmp_path, capsys):
     out = tmp_path / "r.jsonl"
-    out.write_text("my earlier results\n")
+    assert _detect(sorted(photos.iterdir())[0], "--json-out", out) == 0
+    earlier = out.read_text()
     assert _detect(photos, "--json-out", out) == 2
-    assert "already holds results; --resume skips the inputs it has, --exist-ok overwrites it" in _one_error(capsys)
-    assert out.read_text() == "my earlier results\n"
+    assert "already holds `leanface detect` results; --resume continues it, --exist-ok replaces it" in _one_error(capsys)
+    assert out.read_text() == earlier
     assert _detect(photos, "--json-out", out, "--exist-ok") == 0
     assert len(out.read_text().splitlines()) == 2
     assert _detect(photos, "--json-out", out, "--resume") == 0  # nothing left to do

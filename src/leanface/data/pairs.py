@@ -124,7 +124,27 @@ def read_pairs_file(path: str | os.PathLike, root: str | os.PathLike) -> Pairs:
         numbers.append(k + 1)
     if not same:
         raise LeanfaceError(f"{path}: no pairs")
+    _check_protocol(path, np.array(same), np.array(fold), numbers)
     return Pairs(left, right, np.array(same), np.array(fold), np.array(numbers), path, templates)
+
+
+def _check_protocol(path: Path, same: np.ndarray, fold: np.ndarray, numbers: list[int]) -> None:
+    """What would make the scores meaningless without an error: one class only (accuracy is then trivial
+    and TAR@FAR undefined), a negative fold, or a stray fold number (one line of fold 99 among ten folds of
+    600 pairs silently makes an eleventh fold whose threshold is chosen on everything else)."""
+    if same.all() or not same.any():
+        raise LeanfaceError(f"{path}: only {'same' if same.all() else 'different'}-person pairs; verification needs "
+                            f"both (accuracy is trivial and TAR@FAR undefined with one class)")
+    if (fold < 0).any():
+        k = int(np.argmax(fold < 0))
+        raise LeanfaceError(f"{path}:{numbers[k]}: fold {fold[k]} is negative (folds are 0, 1, 2, ...)")
+    ids, counts = np.unique(fold, return_counts=True)
+    typical = float(np.median(counts))
+    for f, c in zip(ids, counts):
+        if len(ids) > 1 and 10 * c <= typical:
+            k = int(np.argmax(fold == f))
+            raise LeanfaceError(f"{path}:{numbers[k]}: fold {f} holds {c} pair(s) where the others hold about "
+                                f"{typical:.0f}: a stray fold number?")
 
 
 def load_pairs(data: str | os.PathLike, pairs: str | os.PathLike | None = None) -> Pairs:

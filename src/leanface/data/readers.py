@@ -14,6 +14,7 @@ written as null is missing. `ignore: true` keeps a face out of the training targ
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,8 @@ def _floats(text: str, where: str, counts: tuple[int, ...]) -> list[float]:
     if len(values) not in counts:
         want = " or ".join(str(c) for c in counts)
         raise LeanfaceError(f"{where}: expected {want} numbers, got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise LeanfaceError(f"{where}: expected finite numbers, got {text.strip()[:60]!r}")
     return values
 
 
@@ -195,7 +198,7 @@ def read_jsonl(path: str | os.PathLike) -> list[ImageFaces]:
         for k, face in enumerate(faces):
             box = face.get("box") if isinstance(face, dict) else None
             if not _is_numbers(box, 4):
-                raise LeanfaceError(f"{where}: face {k}: \"box\" must be [x1, y1, x2, y2]")
+                raise LeanfaceError(f"{where}: face {k}: \"box\" must be [x1, y1, x2, y2], finite numbers")
             boxes[k] = box
             if boxes[k, 2] < boxes[k, 0] or boxes[k, 3] < boxes[k, 1]:
                 raise LeanfaceError(f"{where}: face {k}: box has x2 < x1 or y2 < y1")
@@ -224,7 +227,7 @@ def read_jsonl(path: str | os.PathLike) -> list[ImageFaces]:
 
 def _is_numbers(value, n: int) -> bool:
     return (isinstance(value, list) and len(value) == n
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
 
 
 def read_annotations(path: str | os.PathLike, image_root: str | os.PathLike | None = None) -> list[ImageFaces]:

@@ -17,7 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import LeanfaceError
-from ..files import atomic_write, check_writable_folder
+from ..files import atomic_write
+from ..outputs import STDOUT, OutputGuard, results_kind
 from .detector import Detector
 from .image import IMAGE_EXTS, is_video, list_images, read_image, sample_image, video_frame_count, video_frames
 from .results import Faces
@@ -34,34 +35,43 @@ def _write_image(path: Path, rgb: np.ndarray) -> None:
 
 class _Outputs:
     """Results written as they arrive: one JSON line per image, flushed (a killed run leaves complete
-    records), annotated images and crops under save_dir. Locations are checked before any work."""
+    records), annotated images and crops under save_dir. Every location goes through the output guard
+    (`plan`) before any work; json_out "-" writes the JSON lines to standard output."""
 
     def __init__(self, json_out: str | None, save_dir: str | None, crops: bool, verb: str = "detect",
-                 resume: bool = False, exist_ok: bool = False):
+                 resume: bool = False):
         self.verb = verb
         self.save_dir = Path(save_dir) if save_dir else None
         self.crops = crops
         self.count = 0
         self.json = None
-        self.target: Path | None = None
+        self.to_stdout = json_out == STDOUT
+        self.target: Path | None = Path(json_out) if json_out and not self.to_stdout else None
         self.records: list[tuple[str, int | None, str]] = []  # (input absolute path, frame or None, line) already done
-        if resume and not json_out:
-            raise LeanfaceError("--resume needs --json-out: the results file is the record of what is done")
-        if self.save_dir is not None:
-            if self.save_dir.exists() and not self.save_dir.is_dir():
-                raise LeanfaceError(f"{self.save_dir}: --save-dir names a file, not a folder")
-            check_writable_folder(self.save_dir, "--save-dir")
-        if json_out:
-            target = Path(json_out)
-            if target.is_dir():
-                raise LeanfaceError(f"{target}: --json-out names a folder, not a file")
-            check_writable_folder(target.parent, "--json-out", shown=target)
-            if target.is_file() and target.stat().st_size and not (resume or exist_ok):
-                raise LeanfaceError(f"{target}: already holds results; --resume skips the inputs it has, "
-                                    f"--exist-ok overwrites it")
-            self.target = target
-            if resume and target.is_file():
-                self.records = _read_records(target)
+        if resume and self.target is not None and self.target.is_file():
+            self.records = _read_records(self.target)
+
+    def plan(self, guard: OutputGuard, names: list[str], videos: list[Path]) -> None:
+        """Check every output of the run (results file, annotated images and videos, crops) with `guard`."""
+        if self.crops and self.save_dir is None:
+            raise LeanfaceError("--crops writes face crops into SAVE_DIR/crops: it needs --save-dir")
+        if guard.resume and self.target is None:
+            raise LeanfaceError("--resume needs --json-out FILE: the results file is the record of what is done")
+        guard.file(self.target, "--json-out", results_kind(self.verb), resumable=True)
+        if self.save_dir is None:
+            return
+        writes = [f"{n}.jpg" for n in names] + [f"{v.stem}.mp4" for v in videos]
+        if len(set(writes)) < len(writes):
+            twice = next(w for w in writes if writes.count(w) > 1)
+            raise LeanfaceError(f"{self.save_dir / twice}: two inputs would write this annotated file "
+                                f"(videos with the same name?); run them separately")
+        guard.folder(self.save_dir, "--save-dir", writes=writes, resumable=True)
+        crops = self.save_dir / "crops"
+        if self.crops and crops.is_dir() and not (guard.exist_ok or guard.resume):
+            wanted = set(names) | {v.stem for v in videos}
+            for f in crops.rglob("*.jpg"):
+                if f.relative_to(crops).as_posix().rsplit("_", 1)[0] in wanted:
+                    raise LeanfaceError(f"{f}: already exists in --save-dir; --exist-ok replaces it")
 
     def done(self, videos: dict[str, int]) -> tuple[set[str], set[str]]:
         """(images, videos) the results file already has in full; `videos`: absolute path -> frame count. A video
@@ -77,6 +87,9 @@ class _Outputs:
 
     def open(self) -> None:
         """Start the results file: the kept records of a resumed run rewritten whole (atomic), then appended to."""
+        if self.to_stdout:
+            self.json = sys.stdout
+            return
         if self.target is None:
             return
         self.target.parent.mkdir(parents=True, exist_ok=True)  # checked writable above
@@ -113,7 +126,7 @@ class _Outputs:
         return None if self.save_dir is None else self.save_dir / f"{name}.jpg"
 
     def close(self) -> None:
-        if self.json is not None:
+        if self.json is not None and not self.to_stdout:
             self.json.close()
 
 
@@ -221,6 +234,10 @@ def run_bulk(settings: dict, paths: list[str], shard_dir: str, address: str, wor
     errors += [f"{v}: videos are detected without --address (frames of one video stay in order)" for v in videos]
     if not images:
         raise LeanfaceError(errors[0] if len(errors) == 1 else "no usable input: " + "; ".join(errors))
+    guard = OutputGuard("detect", resume=True)  # a shard folder is continued by design (its shards say what is done)
+    guard.inputs(*paths, settings.get("weights"))
+    guard.inputs(*(p for p, _ in images))
+    guard.folder(shard_dir, "--shard-dir")
     for message in errors:
         tqdm.write(f"leanface detect: error: {message}", file=sys.stderr)
     report = detect_bulk([p for p, _ in images], shard_dir, settings, address=address, workers=workers,
@@ -233,43 +250,70 @@ def run_bulk(settings: dict, paths: list[str], shard_dir: str, address: str, wor
 
 
 def run_detect(detector: Detector, paths: list[str], json_out: str | None = None, save_dir: str | None = None,
-               crops: bool = False, verb: str = "detect", resume: bool = False, exist_ok: bool = False) -> int:
+               crops: bool = False, verb: str = "detect", resume: bool = False, exist_ok: bool = False,
+               guard: OutputGuard | None = None) -> int:
     """Detect over every input. An input that cannot be used (missing, unreadable image or video) is reported
     on one line and the rest is still processed and written; the exit status is then 2. Outputs are
-    checked before any work: they must be writable and may not overwrite an input; an existing results
-    file is refused unless `resume` (skip the inputs it already has, append the rest) or `exist_ok`."""
+    checked before any work by the output guard (`guard`, when the caller registered more inputs, e.g. a
+    gallery): writable, never an input, an existing results file refused unless `resume` (skip the inputs it
+    already has, append the rest) or `exist_ok`. json_out "-": JSON lines on standard output."""
+    job = plan_detect(paths, json_out=json_out, save_dir=save_dir, crops=crops, verb=verb, resume=resume,
+                      exist_ok=exist_ok, guard=guard)
+    return job.run(detector)
+
+
+@dataclasses.dataclass
+class DetectJob:
+    """A checked detect/embed/identify run: its inputs, output names and outputs (from `plan_detect`)."""
+
+    images: list[tuple[Path, Path | None]]
+    names: list[str]
+    videos: list[Path]
+    errors: list[str]
+    out: _Outputs
+    resume: bool
+
+    def run(self, detector) -> int:
+        out, images, names, videos = self.out, self.images, self.names, self.videos
+        if self.resume:
+            done_images, done_videos = out.done({os.path.abspath(v): video_frame_count(v) for v in videos})
+            kept = [(im, n) for im, n in zip(images, names) if os.path.abspath(im[0]) not in done_images]
+            skipped = len(images) - len(kept) + len(done_videos)
+            images, names = [im for im, _ in kept], [n for _, n in kept]
+            videos = [v for v in videos if os.path.abspath(v) not in done_videos]
+            print(f"resuming {out.target}: {skipped} input(s) already done, {len(images) + len(videos)} to go",
+                  file=sys.stderr)
+        out.open()
+        for message in self.errors:
+            out.report(message)
+        failures = len(self.errors)
+        try:
+            failures += _detect_images(detector, images, names, out)
+            for video in videos:
+                failures += (_identify_video if hasattr(detector, "name_track") else _detect_video)(detector, video, out)
+        finally:
+            out.close()
+        print(f"{out.count} result{'s' if out.count != 1 else ''}" + (f" -> {out.target}" if out.target else "") +
+              (f", images in {out.save_dir}" if out.save_dir else "") +
+              (f"; {failures} input(s) failed" if failures else ""), file=sys.stderr)
+        return 2 if failures else 0
+
+
+def plan_detect(paths: list[str], json_out: str | None = None, save_dir: str | None = None, crops: bool = False,
+                verb: str = "detect", resume: bool = False, exist_ok: bool = False,
+                guard: OutputGuard | None = None) -> DetectJob:
+    """Gather the inputs and check every output through the guard, before any model is loaded or run."""
     images, videos, errors = _gather(paths)
     if not images and not videos:
         raise LeanfaceError(errors[0] if len(errors) == 1 else "no usable input: " + "; ".join(errors))
+    if guard is None:
+        guard = OutputGuard(verb, exist_ok=exist_ok, resume=resume)
+    guard.inputs(*paths)
+    guard.inputs(*(p for p, _ in images), *videos)
     names = _output_names(images)
-    out = _Outputs(json_out, save_dir, crops, verb, resume=resume, exist_ok=exist_ok)
-    inputs = {p.resolve() for p, _ in images} | {v.resolve() for v in videos}
-    written = [out.image_path(n) for n in names] + ([Path(json_out)] if json_out else [])
-    clobbered = [t for t in written if t is not None and t.resolve() in inputs]
-    if clobbered:
-        raise LeanfaceError(f"{clobbered[0]}: an output would overwrite this input; choose another output location")
-    if resume:
-        done_images, done_videos = out.done({os.path.abspath(v): video_frame_count(v) for v in videos})
-        kept = [(im, n) for im, n in zip(images, names) if os.path.abspath(im[0]) not in done_images]
-        skipped = len(images) - len(kept) + len(done_videos)
-        images, names = [im for im, _ in kept], [n for _, n in kept]
-        videos = [v for v in videos if os.path.abspath(v) not in done_videos]
-        print(f"resuming {json_out}: {skipped} input(s) already done, {len(images) + len(videos)} to go",
-              file=sys.stderr)
-    out.open()
-    for message in errors:
-        out.report(message)
-    failures = len(errors)
-    try:
-        failures += _detect_images(detector, images, names, out)
-        for video in videos:
-            failures += (_identify_video if hasattr(detector, "name_track") else _detect_video)(detector, video, out)
-    finally:
-        out.close()
-    print(f"{out.count} result{'s' if out.count != 1 else ''}" + (f" -> {json_out}" if json_out else "") +
-          (f", images in {save_dir}" if save_dir else "") + (f"; {failures} input(s) failed" if failures else ""),
-          file=sys.stderr)
-    return 2 if failures else 0
+    out = _Outputs(json_out, save_dir, crops, verb, resume=resume)
+    out.plan(guard, names, videos)
+    return DetectJob(images, names, videos, errors, out, resume)
 
 
 def _detect_images(detector: Detector, images: list[tuple[Path, Path | None]], names: list[str],
@@ -295,7 +339,7 @@ def _detect_images(detector: Detector, images: list[tuple[Path, Path | None]], n
             if not show:
                 named = "" if faces.identities is None else ": " + ", ".join(
                     f"{n} ({v:.2f})" for n, v in zip(faces.identities, faces.similarities))
-                print(f"{path}: {len(faces)} faces{named}")
+                print(f"{path}: {len(faces)} faces{named}", file=sys.stderr if out.to_stdout else sys.stdout)
         bar.update(len(images[start:start + step]))
     bar.close()
     return failures
@@ -432,7 +476,11 @@ def _write_track_video(video: Path, drawn: list, names: dict[int, str], fps: flo
         os.replace(partial, target)
 
 
-def run_demo(model: str | None = None, weights: str | None = None, save_dir: str = "demo_out") -> int:
+def run_demo(model: str | None = None, weights: str | None = None, save_dir: str = "demo_out",
+             exist_ok: bool = False) -> int:
+    guard = OutputGuard("demo", exist_ok=exist_ok)
+    guard.inputs(weights, what="the weights")
+    guard.folder(save_dir, "--save-dir", writes=["astronaut.jpg"])
     detector = Detector(model=model, weights=weights)
     image = sample_image()
     faces = dataclasses.replace(detector(image), source="skimage.data.astronaut()")

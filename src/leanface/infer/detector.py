@@ -101,16 +101,21 @@ def _onnx_config(backend: OnnxBackend, model, path: str):
                         f"(model= in Python, --model on the command line)")
 
 
+MAX_SIZE = 8192  # network long side: beyond it the input tensor alone would take gigabytes
+
+
 def _check_settings(size, score_thr, nms_thr, max_faces, pre_nms_topk, batch_size, threads) -> None:
     """The same rules for the Python API and the CLI flags that feed it: one-line errors."""
-    def whole(name, value, low, none_ok=True):
+    def whole(name, value, low, none_ok=True, high=None):
         if value is None and none_ok:
             return
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise LeanfaceError(f"{name} must be at least {low} (an integer{', or None' if none_ok else ''}), "
                                 f"got {value!r}")
+        if high is not None and value > high:
+            raise LeanfaceError(f"{name} must be at most {high}, got {value!r}")
 
-    whole("size", size, 32)  # None: the original size
+    whole("size", size, 32, high=MAX_SIZE)  # None: the original size
     whole("max_faces", max_faces, 1)
     whole("pre_nms_topk", pre_nms_topk, 1)
     whole("batch_size", batch_size, 1, none_ok=False)
@@ -135,13 +140,20 @@ class Detector:
     (`leanface.models.get_family(name).postprocess`).
     batch_size: images per network call for lists (images are grouped by padded shape).
     threads: CPU threads for the backend (None: library default).
+    random_init: allow a zoo model without weights (random weights: for timing; refused otherwise).
     """
 
     def __init__(self, model=None, weights: str | os.PathLike | None = None, *, size: int | None = 640,
                  letterbox: bool = False, score_thr: float = 0.5, nms_thr: float = 0.4,
                  max_faces: int | None = None, pre_nms_topk: int | None = None, batch_size: int = 8,
-                 threads: int | None = None):
+                 threads: int | None = None, random_init: bool = False):
         _check_settings(size, score_thr, nms_thr, max_faces, pre_nms_topk, batch_size, threads)
+        if model == DEFAULT_WEIGHTS.stem and weights is None and not random_init:
+            model = None  # the bundled model by name: its bundled weights
+        if model is not None and weights is None and not random_init:
+            name = model if isinstance(model, str) else getattr(model, "name", "this model")
+            raise LeanfaceError(f"{name}: no trained weights given; pass weights= (--weights), or random_init=True "
+                                f"(--random-init) to run it untrained (timing only: it finds nothing)")
         if model is None and weights is None:
             # The bundled model runs on ONNX Runtime (an export of DEFAULT_WEIGHTS): 3x faster than eager
             # PyTorch here, and it does not collapse when other work shares the cores.

@@ -9,7 +9,7 @@ A family module (scrfd.py, eresfd.py, extd.py) registers itself when `leanface.m
 
     model = create_model("scrfd_500m", weights="w.pt")
 
-This module imports nothing from the rest of the package but `errors` and `files` (it is the leaf
+This module imports nothing from the rest of the package but `errors`, `files` and `outputs` (it is the leaf
 every layer looks families up in); what a family needs to train lives in `leanface.train`.
 """
 from __future__ import annotations
@@ -24,10 +24,9 @@ import torch
 from torch import nn
 
 from ..errors import LeanfaceError
-
-CHECKPOINT_FORMAT = "leanface-checkpoint-v1"
-# Metadata key of an exported ONNX file that holds the model config (cfg.to_dict() as JSON).
-ONNX_CONFIG_KEY = "leanface_config"
+# The tags of our own files: the checkpoint format, and the metadata key of an exported ONNX file that
+# holds the model config (cfg.to_dict() as JSON); the output guard recognises our files by them.
+from ..outputs import CHECKPOINT_FORMAT, ONNX_CONFIG_KEY  # noqa: F401 - re-exported
 
 
 class ModelConfig:

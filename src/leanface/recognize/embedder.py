@@ -106,13 +106,14 @@ def _fold_weight_dequantization(graph) -> None:
 class Embedder:
     """weights: a leanface checkpoint (.pt) of an embedder family, or an ONNX embedder with a 112x112
     3-channel RGB input (NCHW or NHWC; fixed or dynamic batch) and one (B, D) output.
-    model: zoo name or config (with weights=None: that network untrained, for shapes and timing).
+    model: zoo name or config (with weights=None: the bundled weights for the bundled model's name; another
+    model untrained only with random_init=True, for shapes and timing).
     mean, std: input normalisation, (pixel - mean) / std per RGB channel (None: what the file says).
     flip: embed each crop and its mirror image and average them (the usual LFW test-time option).
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, *, model=None, mean=None, std=None,
-                 flip: bool = False, batch_size: int = 32, threads: int | None = None):
+                 flip: bool = False, batch_size: int = 32, threads: int | None = None, random_init: bool = False):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise LeanfaceError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -122,6 +123,12 @@ class Embedder:
         self.weights = None if weights is None else os.fspath(weights)
         self.threshold: float | None = None
         self.input_size = INPUT_SIZE
+        if model == DEFAULT_EMBEDDER_ONNX.stem and weights is None and not random_init:
+            model = None  # the bundled model by name: its bundled weights
+        if model is not None and weights is None and not random_init:
+            name = model if isinstance(model, str) else getattr(model, "name", "this model")
+            raise LeanfaceError(f"{name}: no trained weights given; pass weights= (--weights), or random_init=True "
+                                f"to run it untrained (timing only)")
         if weights is None and model is None:
             if not DEFAULT_EMBEDDER_ONNX.is_file():
                 raise LeanfaceError(f"{DEFAULT_EMBEDDER_ONNX}: the bundled embedder is missing; pass weights "

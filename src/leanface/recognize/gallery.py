@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import LeanfaceError
 from ..files import atomic_write
+from ..outputs import GALLERY_CACHE, OutputGuard
 from ..infer import Faces, list_images, read_image
 from .recognizer import Recognizer, primary_face, require_threshold
 
@@ -129,8 +130,10 @@ def build_gallery(root: str | os.PathLike, recognizer: Recognizer, cache: str | 
     report = report or (lambda message: print(f"leanface: {message}", file=sys.stderr))
     entries = gallery_files(root, report)
     path = None if cache is False else Path(cache) if cache else default_cache_dir() / f"{_setup_key(recognizer)}.npz"
-    if path is not None and path.is_dir():
-        raise LeanfaceError(f"{path}: the gallery cache names a folder, not a file")
+    if cache:  # a file the caller named: never a gallery photo, never a file that is not a gallery cache
+        guard = OutputGuard("identify")
+        guard.input_folder(root, "the gallery")
+        guard.file(path, "cache", GALLERY_CACHE, replaceable=False)
     cached = _load_cache(path) if path is not None else {}
     names, embs, files, fresh = [], [], [], 0
     for identity, file in entries:

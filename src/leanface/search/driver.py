@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 
 from ..cluster import ray_init
 from ..errors import LeanfaceError
+from ..outputs import OutputGuard
 from ..files import atomic_write
 from ..models.config import SCRFDConfig
 from .budget import measured_flops
@@ -268,6 +269,10 @@ def prepare_search(run_dir: str | os.PathLike, settings: SearchSettings, templat
                    ) -> SampleReport:
     """Sample the candidates and write search.json and candidates.jsonl into a new run folder."""
     run = Path(run_dir)
+    guard = OutputGuard("search", exist_ok=True)  # an existing search is refused below, with its own hint
+    for root in filter(None, settings.trial.data.split(",")):
+        guard.inputs(root, what="the search data")
+    guard.folder(run, "RUN_DIR")
     if (run / SETTINGS_NAME).exists():
         raise LeanfaceError(f"{run / SETTINGS_NAME}: a search already exists here; continue it with "
                             f"--resume (resume=True) or pick a new folder")

@@ -170,7 +170,7 @@ def sample_embedders(gmacs: float, num: int, *, seed: int = 0, eps: float = 0.02
                      max_draws: int = 200_000) -> EmbedSampleReport:
     """Draw until `num` distinct embedders have |MACs - gmacs| <= eps * gmacs at 112x112 (deterministic
     for a seed). Names are f"{prefix}_e{i:03d}"."""
-    if gmacs <= 0 or num < 1 or not 0 < eps < 1:
+    if not 0 < gmacs < float("inf") or num < 1 or not 0 < eps < 1:
         raise LeanfaceError(f"need a budget > 0, num >= 1 and 0 < eps < 1 (got {gmacs}, {num}, {eps})")
     rng = np.random.default_rng(seed)
 

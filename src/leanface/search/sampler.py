@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterator
 
@@ -125,17 +126,27 @@ class BudgetTally:
     duplicates: int = 0
 
 
+PROBE_DRAWS = 20_000  # draws after which a budget no draw came near is refused
+
+
 def within_budget(draws: Iterator, num: int, gflops: float, eps: float, flops_of, key_of, accept,
                   max_draws: int, what: str) -> tuple[list, BudgetTally]:
     """The first `num` distinct draws with |flops_of(cfg).total - gflops| <= eps * gflops (in units of 1e9),
     each turned into accept(cfg, flops, index): the one rejection loop of the detector and embedder samplers."""
+    if not math.isfinite(gflops) or gflops <= 0:
+        raise LeanfaceError(f"the budget must be a finite number above 0, got {gflops}")
     target = gflops * 1e9
     accepted: list = []
     seen: set[str] = set()
     tally = BudgetTally()
+    lo, hi = math.inf, 0.0  # the FLOPs range the draws cover
     for cfg in draws:
         if len(accepted) == num:
             break
+        if tally.draws == PROBE_DRAWS and not accepted and (lo > (1 + eps) * target or hi < (1 - eps) * target):
+            # A budget outside what the space can build: say so now, not after millions of draws.
+            raise LeanfaceError(f"no {what}: {PROBE_DRAWS} draws span {lo / 1e9:.4g}-{hi / 1e9:.4g} G; choose a "
+                                f"budget in that range")
         if tally.draws >= max_draws:
             raise LeanfaceError(f"only {len(accepted)} of {num} {what} after {tally.draws} draws ({tally.over} over, "
                                 f"{tally.under} under budget, {tally.off_ratio} off-ratio); change the budget or "
@@ -145,6 +156,7 @@ def within_budget(draws: Iterator, num: int, gflops: float, eps: float, flops_of
             tally.off_ratio += 1
             continue
         flops = flops_of(cfg)
+        lo, hi = min(lo, flops.total), max(hi, flops.total)
         if flops.total > (1 + eps) * target:
             tally.over += 1
             continue
@@ -173,7 +185,7 @@ def sample_candidates(step: int, gflops: float, num: int, *, seed: int = 0, eps:
     """
     if step not in (1, 2):
         raise LeanfaceError(f"search step must be 1 or 2, got {step}")
-    if gflops <= 0 or num < 1 or not 0 < eps < 1:
+    if not 0 < gflops < math.inf or num < 1 or not 0 < eps < 1:
         raise LeanfaceError(f"need gflops > 0, num >= 1 and 0 < eps < 1 (got {gflops}, {num}, {eps})")
     rng = np.random.default_rng(seed)
     template_ratios = None

@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import datetime
 import json
+import math
 import os
 import random
 import sys
@@ -37,6 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from ..data.augment import CROP_CHOICES_SCRFD
 from ..errors import LeanfaceError
 from ..files import atomic_write, save_figure
+from ..outputs import OutputGuard
 from ..models.registry import build_model, get_config, get_family, load_state, read_checkpoint, save_checkpoint
 from .losses import LossWeights
 from .margin import MarginLoss
@@ -234,7 +236,26 @@ def _resolve_device(name: str) -> torch.device:
     return device
 
 
+def _non_finite(cfg, prefix: str = "") -> str | None:
+    """The dotted name of the first NaN or infinite number in a (nested) config, or None."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            found = _non_finite(value, f"{prefix}{f.name}.")
+            if found:
+                return found
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            return f"{prefix}{f.name} = {value}"
+    return None
+
+
 def _check(cfg: TrainConfig) -> None:
+    bad = _non_finite(cfg)
+    if bad:
+        raise LeanfaceError(f"{bad}: every number of a training config must be finite")
+    if not cfg.lr > 0:
+        raise LeanfaceError(f"lr must be above 0, got {cfg.lr}")
     if cfg.img_size <= 0 or cfg.img_size % 32:
         raise LeanfaceError(f"img_size must be a positive multiple of 32, got {cfg.img_size}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
@@ -421,19 +442,32 @@ def _rank_main(rank: int, world: int, port: int, args: tuple, kwargs: dict) -> N
                       WORLD_SIZE=str(world), LEANFACE_RANK_CHILD="1")  # the parent already printed the summary
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    _exit_with_parent()
+    die_with_parent()
     if rank:
         kwargs = {**kwargs, "progress": False}
     train(*args, **kwargs)
 
 
-def _exit_with_parent() -> None:
-    """End this rank when the process that started it dies (e.g. `kill PID` of `leanface train`): an
-    orphaned rank would go on writing the run folder beside a resumed run. Outputs are written
-    atomically, so stopping anywhere loses at most the epoch in progress."""
+def die_with_parent(*_) -> None:
+    """End this process when the one that started it ends (e.g. `kill PID` of `leanface train`, or a sibling
+    rank failing): an orphaned rank would go on writing the run folder beside a resumed run, an orphaned
+    loader worker holds gigabytes. On Linux the kernel does it (PR_SET_PDEATHSIG); elsewhere a thread polls.
+    Outputs are written atomically, so stopping anywhere loses at most the epoch in progress. Also the
+    DataLoader's worker_init_fn (hence the ignored argument)."""
+    import ctypes
+    import signal
     import threading
 
     parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        else:
+            if os.getppid() != parent or parent == 1:  # the parent was gone before we asked
+                os._exit(1)
+            return
 
     def watch():
         while os.getppid() == parent:
@@ -450,6 +484,10 @@ def _spawn_ranks(procs: int, cfg: TrainConfig, model_cfg, data, **kwargs) -> Tra
     try:
         mp.start_processes(_rank_main, args=(procs, _free_port(), (cfg, model_cfg, data), kwargs), nprocs=procs,
                            join=True, start_method="spawn")
+    except mp.ProcessExitedException as exc:  # a rank killed (out of memory, `kill -9`): the others were stopped
+        how = f"by {exc.signal_name}" if getattr(exc, "signal_name", None) else f"with status {exc.exit_code}"
+        raise LeanfaceError(f"{cfg.out_dir}: training process {exc.error_index} of {procs} ended {how}; the others "
+                            f"were stopped; --resume continues from the last finished epoch") from None
     except mp.ProcessRaisedException as exc:
         last = str(exc).strip().splitlines()[-1]
         if "LeanfaceError: " in last:
@@ -476,6 +514,7 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
     """
     _check(cfg)
     out = Path(cfg.out_dir)
+    _guard_out_dir(out, data, weights, val_data)
     if not resume and not exist_ok and int(os.environ.get("RANK", "0")) == 0 and any(
             (out / name).exists() for name in (STATE_NAME, WEIGHTS_NAME, METRICS_NAME)):
         raise LeanfaceError(f"{out}: holds a training run already; --resume (resume=True) continues it, "
@@ -491,6 +530,20 @@ def train(cfg: TrainConfig, model, data, *, weights: str | os.PathLike | None = 
         return _spawn_ranks(procs, cfg, model_cfg, data, weights=weights, val_data=task.val_data, resume=resume,
                             exist_ok=True, progress=progress)  # the folder was checked here
     return _fit(cfg, model_cfg, task, device, weights, resume, progress)
+
+
+def _guard_out_dir(out: Path, data, weights, val_data) -> None:
+    """The run folder through the output guard: a folder, never inside the data or a weights file. (Whether
+    it already holds a run is `train`'s check: --resume or --exist-ok.)"""
+    guard = OutputGuard("train", exist_ok=True)
+    roots = data.split(",") if isinstance(data, str) else [data] if isinstance(data, os.PathLike) else []
+    for root in [*roots, val_data]:
+        if root is not None and Path(root).is_dir():
+            guard.input_folder(root, "the training data")
+        else:
+            guard.inputs(root, what="the training data")
+    guard.inputs(weights, what="the initial weights")
+    guard.folder(out, "--out-dir")
 
 
 def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resume: bool, progress: bool) -> TrainResult:
@@ -525,8 +578,11 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
         sampler = _SliceKeys(len(task.dataset), cfg.epoch_samples, ddp.world, ddp.rank, cfg.seed)
     else:
         sampler = _EpochKeys(DistributedSampler(task.dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed))
-    loader = DataLoader(task.dataset, batch_size=cfg.batch_size // ddp.world, sampler=sampler,
+    # A last batch of one sample cannot take BatchNorm statistics (an embedder's feature BN fails on it): dropped.
+    drop_last = len(sampler) % (cfg.batch_size // ddp.world) == 1
+    loader = DataLoader(task.dataset, batch_size=cfg.batch_size // ddp.world, sampler=sampler, drop_last=drop_last,
                         num_workers=cfg.workers, collate_fn=task.collate, pin_memory=device.type == "cuda",
+                        worker_init_fn=die_with_parent if cfg.workers > 0 else None,
                         persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)
     iters_per_epoch = len(loader)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

@@ -100,3 +100,35 @@ def sface_recognizer(sface):
     from leanface.recognize import Recognizer
 
     return Recognizer(sface, mean=0, std=1, score_thr=0.3, threads=1)
+
+
+# The process tree, for the tests that no worker outlives its command.
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":  # a zombie has ended; it only waits for its parent to read its status
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            found.add(c)
+            todo.append(c)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """The processes of `pids` still running (a zombie has ended)."""
+    live = set()
+    for p in pids:
+        try:
+            state = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            live.add(p)
+    return live

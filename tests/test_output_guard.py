@@ -17,7 +17,7 @@ import pytest
 
 from leanface.cli import main
 
-from .conftest import OFFICIAL_ONNX, SHARED, WIDER, need
+from .conftest import OFFICIAL_ONNX, SHARED, WIDER, alive, descendants, need
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_PT = ROOT / "src" / "leanface" / "weights" / "scrfd_500m_kps.pt"
@@ -25,8 +25,11 @@ BUNDLED_PT = ROOT / "src" / "leanface" / "weights" / "scrfd_500m_kps.pt"
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, val_images):
-    """Photos, a clip, a gallery, weights, results files and a note, all copies."""
-    ws = tmp_path_factory.mktemp("ws")
+    return make_workspace(tmp_path_factory.mktemp("ws"), val_images)
+
+
+def make_workspace(ws: Path, val_images: list[Path]) -> Path:
+    """Photos, a clip, a gallery, weights, results files and a note, all copies (also bench/output_guard.py)."""
     (ws / "photos").mkdir()
     for p in val_images[:2]:
         shutil.copy(p, ws / "photos" / p.name)
@@ -193,36 +196,6 @@ def test_an_embedder_trains_when_the_last_batch_would_hold_one_face(tmp_path):
     assert rc == 0
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":  # a zombie has ended; it only waits for its parent to read its status
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            found.add(c)
-            todo.append(c)
-    return found
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for p in pids:
-        try:
-            state = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(p)
-    return alive
-
-
 @pytest.mark.parametrize("how", ["terminated", "a rank fails"])
 def test_no_worker_outlives_train(workspace, tmp_path, how):
     """`train` with two rank processes and a loader worker each: stopped (SIGTERM to the command only, as a
@@ -246,8 +219,8 @@ def test_no_worker_outlives_train(workspace, tmp_path, how):
         seen: set[int] = set()
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:  # ranks, and each rank's loader worker
-            seen |= _descendants(proc.pid)
-            ranks = [p for p in seen if _descendants(p)]
+            seen |= descendants(proc.pid)
+            ranks = [p for p in seen if descendants(p)]
             if len(seen) >= 4 and len(ranks) >= 2:
                 break
             time.sleep(0.5)
@@ -255,12 +228,13 @@ def test_no_worker_outlives_train(workspace, tmp_path, how):
         if how == "terminated":
             proc.send_signal(signal.SIGTERM)
         else:
-            os.kill(max(_alive(seen) - set().union(*(_descendants(p) for p in seen)), key=lambda p: p), signal.SIGKILL)
+            rank = next(p for p in sorted(alive(seen)) if descendants(p))  # a rank: it has a loader worker
+            os.kill(rank, signal.SIGKILL)
         rc = proc.wait(timeout=60)
         deadline = time.time() + 30
-        while _alive(seen) and time.time() < deadline:
+        while alive(seen) and time.time() < deadline:
             time.sleep(0.5)
-        assert not _alive(seen), f"left running: {_alive(seen)}"
+        assert not alive(seen), f"left running: {alive(seen)}"
         assert rc != 0
         err = proc.stderr.read()
         assert "Traceback" not in err, err[-2000:]

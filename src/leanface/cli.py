@@ -265,6 +265,8 @@ def _cmd_export(args) -> int:
 
     from .outputs import ONNX, OutputGuard
 
+    if not args.int8 and args.calib is not None:
+        raise LeanfaceError("--calib is for --int8 exports")
     guard = OutputGuard("export", exist_ok=args.exist_ok)
     guard.inputs(args.weights, what="the weights")
     guard.input_folder(args.calib, "the calibration images")
@@ -276,8 +278,6 @@ def _cmd_export(args) -> int:
     shape = "dynamic batch, height, width" if task != "embed" else \
         f"dynamic batch, {net.cfg.input_size}x{net.cfg.input_size} RGB input, L2-normalised"
     if not args.int8:
-        if args.calib is not None:
-            raise LeanfaceError("--calib is for --int8 exports")
         export_onnx(net, args.out, threshold=args.threshold)
         print(f"{args.out}: {', '.join(net.output_names)} ({shape})")
         return 0
@@ -383,7 +383,8 @@ def _eval_guard(args, out, record: str, plot: str, keys: tuple[str, ...], predic
     from .outputs import PLOT, OutputGuard, json_record
 
     guard = OutputGuard("eval", exist_ok=args.exist_ok)
-    guard.input_folder(args.data, "the evaluation data")
+    if predictions:  # a WIDER run reads the validation images; a pairs run only the files its lines name
+        guard.input_folder(Path(args.data) / "WIDER_val", "the WIDER validation set")
     guard.inputs(args.weights, getattr(args, "pairs", None), what="an input")
     guard.inputs(getattr(args, "det_weights", None), what="the detector weights")
     out = Path(out)
@@ -579,7 +580,11 @@ def _cmd_verify(args) -> int:
 def _add_identify(sub):
     p = sub.add_parser("identify", help="name the faces in images, folders and videos against a gallery folder")
     p.add_argument("paths", nargs="+", help="images, folders of images, or video files")
-    p.add_argument("--gallery", required=True, help="folder of identity sub-folders (GALLERY/<name>/*.jpg)")
+    p.add_argument("--gallery", required=True, help="a gallery store (.db, `leanface gallery add`) or a folder of "
+                                                    "identity sub-folders (GALLERY/<name>/*.jpg)")
+    p.add_argument("--fpir", type=float, help="instead of --threshold: the false-positive identification rate to "
+                                              "hold at this gallery's size (a store calibrated with `leanface "
+                                              "gallery calibrate`), e.g. 0.01")
     _add_recognizer_args(p)
     p.add_argument("--cache", help="gallery embedding cache file (default: one per setup under "
                                    "~/.cache/leanface/gallery)")
@@ -597,24 +602,177 @@ def _add_identify(sub):
 def _cmd_identify(args) -> int:
     from .infer.detect_files import plan_detect
     from .outputs import GALLERY_CACHE, OutputGuard
-    from .recognize import Identifier, build_gallery, require_threshold
+    from .recognize import Identifier, build_gallery, open_store_gallery, require_threshold
 
     if args.cache and args.no_cache:
         raise LeanfaceError("--cache and --no-cache contradict each other")
     guard = OutputGuard("identify", exist_ok=args.exist_ok, resume=args.resume)
     _recognizer_inputs(guard, args)
-    guard.input_folder(args.gallery, "the gallery")
+    if os.path.isdir(args.gallery):
+        guard.input_folder(args.gallery, "the gallery")
+    else:
+        guard.inputs(args.gallery, what="the gallery store")
     job = plan_detect(args.paths, json_out=args.json_out, save_dir=args.save_dir, verb="identify",
                       resume=args.resume, guard=guard)
     # The cache is updated in place as the gallery changes (no --exist-ok), but only a gallery cache.
     guard.file(args.cache, "--cache", GALLERY_CACHE, replaceable=False)
+    if args.fpir is not None and not 0 < args.fpir < 1:
+        raise LeanfaceError(f"--fpir must be in (0, 1), got {args.fpir}")
     rec = _recognizer(args)
-    require_threshold(rec)  # say so before embedding the gallery
-    gallery = build_gallery(args.gallery, rec, cache=False if args.no_cache else args.cache,
-                            report=lambda m: print(f"leanface identify: warning: {m}", file=sys.stderr))
-    print(f"gallery {args.gallery}: {len(gallery.identities)} identities, {len(gallery.names)} images enrolled",
+    if os.path.isfile(args.gallery):
+        if args.cache:
+            raise LeanfaceError("--cache is for gallery folders; a store keeps its own embeddings")
+        gallery = open_store_gallery(args.gallery, rec)
+    else:
+        if args.fpir is None:
+            require_threshold(rec)  # say so before embedding the gallery
+        gallery = build_gallery(args.gallery, rec, cache=False if args.no_cache else args.cache,
+                                report=lambda m: print(f"leanface identify: warning: {m}", file=sys.stderr))
+    identifier = Identifier(rec, gallery, fpir=args.fpir)
+    if identifier.threshold >= 1:
+        print(f"leanface identify: warning: no threshold holds FPIR {args.fpir:g} with {len(gallery.names):,} faces "
+              f"for this embedder (it would be {identifier.threshold:.3f}): every face will be unknown",
+              file=sys.stderr)
+    print(f"gallery {args.gallery}: {len(gallery.identities)} identities, {len(gallery.names)} faces enrolled; "
+          f"threshold {identifier.threshold:.4f}" + (f" (FPIR {args.fpir:g} at this size)" if args.fpir else ""),
           file=sys.stderr)
-    return job.run(Identifier(rec, gallery))
+    return job.run(identifier)
+
+
+# --- gallery ----------------------------------------------------------------------------------
+def _add_gallery(sub):
+    p = sub.add_parser("gallery", help="a gallery store (.db): enrol, remove, list, calibrate identities")
+    steps = p.add_subparsers(dest="gallery_command", required=True)
+    a = steps.add_parser("add", help="enrol the main face of each photo under NAME (or every identity sub-folder "
+                                     "of --folder); a rerun with --resume continues an interrupted enrolment")
+    a.add_argument("store", help="the store file (.db; created if absent)")
+    a.add_argument("name", nargs="?", help="identity name (omit with --folder)")
+    a.add_argument("photos", nargs="*", help="photos or folders of photos of NAME")
+    a.add_argument("--folder", help="enrol every identity sub-folder of this folder (FOLDER/<name>/*.jpg)")
+    a.add_argument("--update", action="store_true", help="add photos to an identity already enrolled")
+    a.add_argument("--resume", action="store_true", help="continue an interrupted enrolment: photos already "
+                                                         "enrolled (by content) are skipped")
+    _add_recognizer_args(a)
+    r = steps.add_parser("remove", help="remove identities (all their faces)")
+    r.add_argument("store")
+    r.add_argument("names", nargs="+")
+    for name, help_ in (("list", "identities and their face counts"), ("info", "size, setup and calibration")):
+        q = steps.add_parser(name, help=help_)
+        q.add_argument("store")
+        q.add_argument("--json", action="store_true", help="print JSON on stdout")
+    c = steps.add_parser("calibrate", help="fit the embedder's impostor-score tail on dev identity folders "
+                                           "(never the test set), for `identify --fpir`")
+    c.add_argument("store")
+    c.add_argument("--data", required=True, help="identity-folder roots of people not in the gallery's tests, "
+                                                 "comma-separated")
+    c.add_argument("--max-pairs", type=int, default=2_000_000, help="impostor pairs drawn (default 2,000,000)")
+    _add_recognizer_args(c)
+    return p
+
+
+def _cmd_gallery(args) -> int:
+    import json
+
+    from .outputs import GALLERY_STORE, OutputGuard
+    from .recognize import GalleryStore
+    from .recognize.gallery import store_setup
+
+    if args.gallery_command in ("list", "info", "remove"):
+        with GalleryStore(args.store) as store:
+            if args.gallery_command == "list":
+                rows = store.identities()
+                if args.json:
+                    print(json.dumps([{"identity": n, "faces": k} for n, k in rows]))
+                else:
+                    for n, k in rows:
+                        print(f"{n}\t{k}")
+            elif args.gallery_command == "info":
+                info = store.info()
+                print(json.dumps(info) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+            else:
+                enrolled = dict(store.identities())
+                missing = [n for n in args.names if n not in enrolled]
+                for n in args.names:
+                    if n in enrolled:
+                        print(f"removed {n} ({store.remove(n)} faces)", file=sys.stderr)
+                if missing:
+                    raise LeanfaceError(f"{args.store}: not enrolled: {', '.join(missing)}")
+        return 0
+    guard = OutputGuard("gallery", resume=True)
+    _recognizer_inputs(guard, args)
+    if args.gallery_command == "calibrate":
+        return _gallery_calibrate(args, store_setup)
+    if bool(args.folder) == bool(args.name):
+        raise LeanfaceError("give NAME and photos, or --folder FOLDER (identity sub-folders), not both")
+    if args.name and not args.photos:
+        raise LeanfaceError(f"no photos given for {args.name!r}")
+    guard.inputs(*args.photos, what="a photo")
+    if args.folder:
+        guard.input_folder(args.folder, "the photos")
+    guard.file(args.store, "STORE", GALLERY_STORE, replaceable=False)
+    return _gallery_add(args)
+
+
+def _gallery_add(args) -> int:
+    from pathlib import Path
+
+    from .infer import list_images
+    from .recognize import GalleryStore, enrol_photos
+    from .recognize.gallery import gallery_files, store_setup
+
+    def report(message: str) -> None:
+        nonlocal failures
+        print(f"leanface gallery: error: {message}", file=sys.stderr)
+        failures += 1
+
+    failures = 0
+    if args.folder:
+        groups: dict[str, list[Path]] = {}
+        for name, file in gallery_files(args.folder, report):
+            groups.setdefault(name, []).append(file)
+    else:
+        files = []
+        for p in args.photos:
+            try:
+                files.extend(list_images(p))
+            except LeanfaceError as exc:
+                report(str(exc))
+        groups = {args.name: files}
+    rec = _recognizer(args)
+    with GalleryStore(args.store, create=True, setup=store_setup(rec)) as store:
+        enrolled = dict(store.identities())
+        clash = [n for n in groups if n in enrolled]
+        if clash and not (args.update or args.resume):
+            raise LeanfaceError(f"{args.store}: already enrolled: {', '.join(clash[:5])}"
+                                f"{' ...' if len(clash) > 5 else ''}; --update adds photos to them, --resume continues "
+                                f"an interrupted enrolment")
+        added = skipped = 0
+        for name, files in groups.items():
+            a, s, _ = enrol_photos(store, rec, name, files, report=lambda m: report(m))
+            added, skipped = added + a, skipped + s
+        total = len(store)
+    print(f"{args.store}: {added} face(s) enrolled" + (f", {skipped} already there" if skipped else "") +
+          f"; {total} in the store" + (f"; {failures} photo(s) failed" if failures else ""), file=sys.stderr)
+    return 2 if failures else 0
+
+
+def _gallery_calibrate(args, store_setup) -> int:
+    from .recognize import GalleryStore, ImpostorTail
+    from .recognize.identities import load_identity_faces
+    from .recognize.open_set import impostor_scores
+
+    rec = _recognizer(args)
+    with GalleryStore(args.store, setup=store_setup(rec)) as store:
+        faces = load_identity_faces(args.data.split(","), detector=rec.detector)
+        emb = rec.embedder.embed(faces.crops)
+        scores = impostor_scores(emb, faces.labels, max_pairs=args.max_pairs)
+        tail = ImpostorTail.fit(scores, source=args.data)
+        store.set_calibration(tail)
+    print(f"{args.store}: impostor tail from {tail.pairs:,} pairs of {len(faces.labels):,} faces "
+          f"(top 1% above {tail.t0:.4f}, mean excess {tail.beta:.4f}); thresholds for FPIR 1%: " +
+          ", ".join(f"{n:,} faces {tail.threshold(0.01, n):.3f}" for n in (100, 1000, 10_000, 100_000)),
+          file=sys.stderr)
+    return 0
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -939,7 +1097,7 @@ def _cmd_search(args) -> int:
 COMMANDS: list = [
     (_add_info, _cmd_info), (_add_convert, _cmd_convert), (_add_detect, _cmd_detect), (_add_demo, _cmd_demo),
     (_add_export, _cmd_export), (_add_bench, _cmd_bench), (_add_eval, _cmd_eval), (_add_embed, _cmd_embed),
-    (_add_verify, _cmd_verify), (_add_identify, _cmd_identify),
+    (_add_verify, _cmd_verify), (_add_identify, _cmd_identify), (_add_gallery, _cmd_gallery),
     (_add_train, _cmd_train), (_add_stats, _cmd_stats), (_add_search, _cmd_search),
 ]
 

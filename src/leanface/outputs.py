@@ -22,6 +22,7 @@ STDOUT = "-"  # `--json-out -`: JSON lines on standard output
 # The tags that mark leanface's own files (written by models.registry and export.onnx, read here).
 CHECKPOINT_FORMAT = "leanface-checkpoint-v1"
 ONNX_CONFIG_KEY = "leanface_config"
+GALLERY_FORMAT = "leanface-gallery-v1"  # the `format` row of a gallery store's meta table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,24 @@ def _is_leanface_onnx(path: Path) -> bool:
     try:
         return ONNX_CONFIG_KEY.encode() in _tail(path)
     except OSError:
+        return False
+
+
+def is_gallery_store(path: str | os.PathLike) -> bool:
+    """An SQLite file whose meta table carries our gallery format tag (read-only look)."""
+    import sqlite3
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                return False
+        con = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        finally:
+            con.close()
+        return row is not None and row[0] == GALLERY_FORMAT
+    except (OSError, sqlite3.Error):
         return False
 
 
@@ -120,6 +139,7 @@ CHECKPOINT = Kind("leanface weights", (".pt", ".pth"), _is_checkpoint)
 ONNX = Kind("a leanface ONNX export", (".onnx",), _is_leanface_onnx)
 GALLERY_CACHE = Kind("a gallery embedding cache", (".npz",), _is_npz("keys", "embeddings"))
 PLOT = Kind("a plot", (".png",), _is_png)
+GALLERY_STORE = Kind("a leanface gallery store", (".db",), lambda p: is_gallery_store(p))
 
 
 def json_record(*keys: str) -> Kind:
@@ -163,7 +183,8 @@ class OutputGuard:
     def _not_an_input(self, shown: Path, flag: str) -> Path:
         r = shown.resolve()
         if r in self._files:
-            raise LeanfaceError(f"{shown}: {flag} would overwrite {self._files[r]} of this run; choose another "
+            what = "" if self._files[r] == "an input" else f" ({self._files[r]})"
+            raise LeanfaceError(f"{shown}: {flag} would overwrite an input of this run{what}; choose another "
                                 f"output location")
         for folder, what in self._folders.items():
             if _inside(r, folder):

@@ -96,3 +96,36 @@ def test_bulk_flag_errors(tmp_path, capsys):
     assert "shard size" in capsys.readouterr().err
     assert main(["detect", str(tmp_path / "none.txt"), "--address", "local", "--shard-dir", str(tmp_path / "s")]) == 2
     assert "none.txt" in capsys.readouterr().err
+
+
+def test_a_terminated_bulk_run_leaves_no_process(tmp_path):
+    """SIGTERM to the driver only (`kill PID`, a scheduler's limit): the Ray instance it started and its
+    workers end with it, the shards already written are kept, and there is no traceback."""
+    from ..conftest import alive, descendants
+
+    images = sorted(need(WIDER / "WIDER_val" / "images").rglob("*.jpg"))[:24]
+    shards = tmp_path / "shards"
+    cmd = [sys.executable, "-m", "leanface", "detect", *map(str, images), "--address", "local", "--workers", "2",
+           "--shard-size", "2", "--shard-dir", str(shards), "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "RAY_AUTH_MODE": "disabled"}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        seen: set[int] = set()
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and not list(shards.glob("shard-*.jsonl")):
+            seen |= descendants(proc.pid)
+            time.sleep(0.2)
+        seen |= descendants(proc.pid)
+        assert proc.poll() is None and seen, proc.stderr.read()[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) != 0  # 143 from leanface, or 15 where Ray's own handler exits first
+        deadline = time.time() + 60
+        while alive(seen) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not alive(seen), f"left running: {alive(seen)}"
+        err = proc.stderr.read()
+        assert "Traceback" not in err, err[-2000:]
+        assert len(shard_records(shards)[0]) >= 2  # what was written is kept
+    finally:
+        if proc.poll() is None:
+            _kill_tree(proc)

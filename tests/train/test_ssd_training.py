@@ -103,7 +103,9 @@ def test_cli_train_eval_resume_eresfd(wider_train, tmp_path, capsys):
 
 def test_family_without_a_loss_is_a_one_line_error(monkeypatch, tmp_path, capsys):
     monkeypatch.delitem(losses._LOSSES, "extd")
-    assert main(["train", "--model", "extd_32", "--data", str(tmp_path), "--out-dir", str(tmp_path / "run")]) == 2
+    (tmp_path / "data").mkdir()
+    assert main(["train", "--model", "extd_32", "--data", str(tmp_path / "data"), "--out-dir",
+                 str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'extd' has no training loss" in err[0], err
     assert not (tmp_path / "run").exists()

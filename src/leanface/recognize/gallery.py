@@ -25,18 +25,24 @@ from ..errors import LeanfaceError
 from ..files import atomic_write
 from ..outputs import GALLERY_CACHE, OutputGuard
 from ..infer import Faces, list_images, read_image
+from .open_set import ImpostorTail
 from .recognizer import Recognizer, primary_face, require_threshold
+from .search_index import SearchIndex
 
 UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
 class Gallery:
-    """names[i]: the identity of embeddings[i] (M, D), enrolled from files[i]."""
+    """names[i]: the identity of embeddings[i] (M, D), enrolled from files[i]. index: a search index over
+    the embeddings (a store's; None: exact search). tail: the embedder's impostor calibration, when known
+    (thresholds for a target FPIR at this gallery's size)."""
 
     names: tuple[str, ...]
     embeddings: np.ndarray
     files: tuple[str, ...]
+    index: SearchIndex | None = dataclasses.field(default=None, compare=False, repr=False)
+    tail: ImpostorTail | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def identities(self) -> list[str]:
@@ -46,21 +52,35 @@ class Gallery:
         """(identity per query, similarity to that identity's best image); "unknown" at or below threshold."""
         if not len(embeddings):
             return (), np.zeros(0, np.float32)
-        sims = np.asarray(embeddings, np.float32) @ self.embeddings.T  # (N, M)
-        best = sims.argmax(1)
-        score = sims[np.arange(len(sims)), best]
-        names = tuple(self.names[j] if s > threshold else UNKNOWN for j, s in zip(best, score))
+        if self.index is not None:
+            score, best = (a[:, 0] for a in self.index.search(embeddings, 1))
+        else:
+            sims = np.asarray(embeddings, np.float32) @ self.embeddings.T  # (N, M)
+            best = sims.argmax(1)
+            score = sims[np.arange(len(sims)), best]
+        names = tuple(self.names[j] if j >= 0 and s > threshold else UNKNOWN for j, s in zip(best, score))
         return names, score.astype(np.float32)
 
 
-def _setup_key(rec: Recognizer) -> str:
-    """A digest of everything that changes a gallery embedding."""
+def setup_of(rec: Recognizer) -> dict:
+    """Everything that changes a gallery embedding: the embedder file (digest), its normalisation and flip,
+    the detector file and its settings (alignment follows the detector's landmarks)."""
     emb, det = rec.embedder, rec.detector
-    parts = {"embedder": _file_digest(getattr(emb, "weights", None)) or getattr(emb, "name", type(emb).__name__),
-             "mean": np.asarray(getattr(emb, "mean", 0)).tolist(), "std": np.asarray(getattr(emb, "std", 1)).tolist(),
-             "flip": getattr(emb, "flip", False), "detector": _file_digest(det.weights) or det.config.name,
-             "size": det.size, "letterbox": det.letterbox, "score_thr": det.postprocess.score_thr}
-    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    return {"embedder": _file_digest(getattr(emb, "weights", None)) or getattr(emb, "name", type(emb).__name__),
+            "mean": np.asarray(getattr(emb, "mean", 0)).tolist(), "std": np.asarray(getattr(emb, "std", 1)).tolist(),
+            "flip": getattr(emb, "flip", False), "detector": _file_digest(det.weights) or det.config.name,
+            "size": det.size, "letterbox": det.letterbox, "score_thr": det.postprocess.score_thr}
+
+
+def store_setup(rec: Recognizer) -> dict:
+    """What a gallery store records and checks queries against: `setup_of` less the detector's score
+    threshold (it decides which faces are found, not their embeddings)."""
+    return {k: v for k, v in setup_of(rec).items() if k != "score_thr"}
+
+
+def _setup_key(rec: Recognizer) -> str:
+    """A digest of everything that changes a gallery embedding (`setup_of`)."""
+    return hashlib.sha1(json.dumps(setup_of(rec), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _file_digest(path) -> str | None:
@@ -178,8 +198,19 @@ class Identifier:
     """A Recognizer and a Gallery: Faces with identities and similarities (the Detector's call shape, so
     the detect verb's file, folder and video handling runs it unchanged)."""
 
-    def __init__(self, recognizer: Recognizer, gallery: Gallery, threshold: float | None = None):
+    def __init__(self, recognizer: Recognizer, gallery: Gallery, threshold: float | None = None,
+                 fpir: float | None = None):
+        """threshold: the one-to-one cosine threshold (default: the recognizer's). fpir: instead, the threshold
+        for this false-positive identification rate at this gallery's size, from the gallery's impostor
+        calibration (`leanface gallery calibrate`)."""
         self.recognizer, self.gallery = recognizer, gallery
+        if fpir is not None:
+            if threshold is not None:
+                raise LeanfaceError("give a threshold or a target FPIR, not both")
+            if gallery.tail is None:
+                raise LeanfaceError("a target FPIR needs the gallery's impostor calibration: run "
+                                    "`leanface gallery calibrate STORE --data DEV_FOLDERS` first")
+            threshold = gallery.tail.threshold(fpir, len(gallery.embeddings))
         self.threshold = require_threshold(recognizer, threshold)
         self.batch_size = recognizer.batch_size
 
@@ -212,3 +243,62 @@ class Identifier:
         method = "qan" if qualities is not None else "mean"
         names, sims = self.gallery.match(aggregate(embeddings, qualities, method)[None], self.threshold)
         return names[0], float(sims[0]), method
+
+
+def open_store_gallery(path: str | os.PathLike, recognizer: Recognizer) -> Gallery:
+    """The Gallery of a store, checked against the recognizer's setup, with its search index."""
+    from .store import GalleryStore
+
+    with GalleryStore(path, setup=store_setup(recognizer)) as store:
+        names, emb, files = store.load()
+        if not len(names):
+            raise LeanfaceError(f"{path}: the gallery store holds no faces (`leanface gallery add` enrols some)")
+        return Gallery(tuple(names), emb, tuple(files), index=store.index(emb), tail=store.calibration())
+
+
+def enrol_photos(store, recognizer: Recognizer, identity: str, photos: Iterable[Path],
+                 report: Callable[[str], None], batch: int = 16) -> tuple[int, int, int]:
+    """Enrol the main face of each photo as `identity`, committing every `batch` photos (a kill loses at most
+    one batch; a rerun skips the photos already enrolled, by content). Returns (added, skipped, failed)."""
+    done = store.enrolled(identity)
+    added = skipped = failed = 0
+    pending: list[tuple[np.ndarray, str, str]] = []
+
+    def flush():
+        nonlocal added
+        if pending:
+            emb, src, sha = zip(*pending)
+            added += store.add(identity, np.stack(emb), src, sha)
+            pending.clear()
+
+    for file in photos:
+        try:
+            data = Path(file).read_bytes()
+        except OSError as exc:
+            report(f"{file}: cannot read it ({exc.strerror or exc})")
+            failed += 1
+            continue
+        sha = hashlib.sha1(data).hexdigest()
+        if sha in done:
+            skipped += 1
+            continue
+        try:
+            rgb = read_image(file)
+        except LeanfaceError as exc:
+            report(str(exc))
+            failed += 1
+            continue
+        faces = recognizer.detector(rgb)
+        k = primary_face(faces)
+        if k is None:
+            report(f"{file}: no face found; not enrolled")
+            failed += 1
+            continue
+        emb = recognizer.embedder.embed_faces(rgb, faces.boxes[k:k + 1],
+                                              None if faces.landmarks is None else faces.landmarks[k:k + 1])[0]
+        done.add(sha)
+        pending.append((emb, str(Path(file).resolve()), sha))
+        if len(pending) >= batch:
+            flush()
+    flush()
+    return added, skipped, failed

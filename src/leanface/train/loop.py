@@ -579,7 +579,7 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
     else:
         sampler = _EpochKeys(DistributedSampler(task.dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed))
     # A last batch of one sample cannot take BatchNorm statistics (an embedder's feature BN fails on it): dropped.
-    drop_last = len(sampler) % (cfg.batch_size // ddp.world) == 1
+    drop_last = len(sampler) > cfg.batch_size // ddp.world and len(sampler) % (cfg.batch_size // ddp.world) == 1
     loader = DataLoader(task.dataset, batch_size=cfg.batch_size // ddp.world, sampler=sampler, drop_last=drop_last,
                         num_workers=cfg.workers, collate_fn=task.collate, pin_memory=device.type == "cuda",
                         worker_init_fn=die_with_parent if cfg.workers > 0 else None,

@@ -653,6 +653,12 @@ def _add_gallery(sub):
     a.add_argument("--resume", action="store_true", help="continue an interrupted enrolment: photos already "
                                                          "enrolled (by content) are skipped")
     _add_recognizer_args(a)
+    bulk = a.add_argument_group("bulk enrolment on Ray (the bulk-detection machinery: sharded, resumable)")
+    bulk.add_argument("--address", help="'local', 'auto' or HOST:PORT: detect and embed on Ray workers into "
+                                        "--shard-dir, then enrol from the shards")
+    bulk.add_argument("--shard-dir", help="--address: folder of shard files (a rerun reuses the shards there)")
+    bulk.add_argument("--workers", type=int, help="--address: workers (default: the cluster's CPUs)")
+    bulk.add_argument("--shard-size", type=int, help="--address: photos per shard (default 64)")
     r = steps.add_parser("remove", help="remove identities (all their faces)")
     r.add_argument("store")
     r.add_argument("names", nargs="+")
@@ -710,6 +716,12 @@ def _cmd_gallery(args) -> int:
     if args.folder:
         guard.input_folder(args.folder, "the photos")
     guard.file(args.store, "STORE", GALLERY_STORE, replaceable=False)
+    if args.address is not None:
+        if not args.shard_dir:
+            raise LeanfaceError("--address needs --shard-dir (the folder its shard files go to)")
+        guard.folder(args.shard_dir, "--shard-dir")
+    elif args.shard_dir or args.workers is not None or args.shard_size is not None:
+        raise LeanfaceError("--shard-dir, --workers and --shard-size are for --address runs")
     return _gallery_add(args)
 
 
@@ -718,7 +730,7 @@ def _gallery_add(args) -> int:
 
     from .infer import list_images
     from .recognize import GalleryStore, enrol_photos
-    from .recognize.gallery import gallery_files, store_setup
+    from .recognize.gallery import enrol_bulk, gallery_files, store_setup
 
     def report(message: str) -> None:
         nonlocal failures
@@ -747,9 +759,17 @@ def _gallery_add(args) -> int:
                                 f"{' ...' if len(clash) > 5 else ''}; --update adds photos to them, --resume continues "
                                 f"an interrupted enrolment")
         added = skipped = 0
-        for name, files in groups.items():
-            a, s, _ = enrol_photos(store, rec, name, files, report=lambda m: report(m))
-            added, skipped = added + a, skipped + s
+        if args.address is not None:
+            settings = {k: getattr(args, k) for k in ("weights", "model", "mean", "std", "flip", "det_weights", "size",
+                                                      "score_thr", "batch_size", "threads")}
+            before = failures
+            added, skipped, failed = enrol_bulk(store, settings, groups, args.shard_dir, args.address,
+                                                workers=args.workers, shard_size=args.shard_size, report=report)
+            failures = before + failed  # the workers' failures are reported by the bulk runner itself
+        else:
+            for name, files in groups.items():
+                a, s, _ = enrol_photos(store, rec, name, files, report=report)
+                added, skipped = added + a, skipped + s
         total = len(store)
     print(f"{args.store}: {added} face(s) enrolled" + (f", {skipped} already there" if skipped else "") +
           f"; {total} in the store" + (f"; {failures} photo(s) failed" if failures else ""), file=sys.stderr)

@@ -219,3 +219,24 @@ def test_killed_enrolment_resumes_without_losing_or_repeating(lfw_gallery, tmp_p
         assert s.identities() == [(p.name, 2) for p in people]
         sha = [r[0] for r in s.con.execute("SELECT sha1 FROM faces")]
         assert len(sha) == len(set(sha)) == 40
+
+
+def test_bulk_enrolment_on_ray_and_its_rerun(lfw_gallery, tmp_path, capsys, monkeypatch):
+    """`gallery add --address local`: embedded on a Ray worker into shards, enrolled from them; a rerun reuses
+    the shards and enrols nothing twice; the photos equal the one-process enrolment's."""
+    pytest.importorskip("ray")
+    g, people = lfw_gallery
+    store, plain = tmp_path / "bulk.db", tmp_path / "plain.db"
+    args = ["gallery", "add", str(store), "--folder", str(g), "--address", "local", "--workers", "1",
+            "--shard-dir", str(tmp_path / "shards"), "--threads", "1"]
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert main(args) == 0
+    assert main(args + ["--resume"]) == 0
+    assert "0 face(s) enrolled, 40 already there" in capsys.readouterr().err
+    assert main(["gallery", "add", str(plain), "--folder", str(g), "--threads", "1"]) == 0
+    with GalleryStore(store) as a, GalleryStore(plain) as b:
+        assert a.identities() == b.identities() == [(p.name, 2) for p in people]
+        (na, ea, fa), (nb, eb, fb) = a.load(), b.load()
+        order_a, order_b = np.argsort(fa), np.argsort(fb)
+        assert [fa[i] for i in order_a] == [fb[i] for i in order_b]
+        np.testing.assert_allclose(ea[order_a], eb[order_b], atol=1e-5)  # the shards round embeddings to 6 places

@@ -64,13 +64,18 @@ def _check_folder(folder: Path) -> None:
     check_writable_folder(folder, "--shard-dir")
 
 
+def _make_detector(settings: dict):
+    from .detector import Detector
+
+    return Detector(**settings)
+
+
 class _Worker:
-    """A Ray actor body: one Detector, reused for every shard it is given."""
+    """A Ray actor body: one pipeline (a Detector, or what `factory` builds: anything with the Detector's
+    `detect(list) -> list[Faces]` and `batch_size`, e.g. a Recognizer), reused for every shard it is given."""
 
-    def __init__(self, settings: dict):
-        from .detector import Detector
-
-        self.detector = Detector(**settings)
+    def __init__(self, settings: dict, factory=_make_detector):
+        self.detector = factory(settings)
 
     def run(self, shard: int, paths: list[str]) -> tuple[int, list[str], list[str]]:
         import dataclasses
@@ -94,19 +99,20 @@ class _Worker:
 
 def detect_bulk(images: list[str | os.PathLike], shard_dir: str | os.PathLike, settings: dict,
                 address: str | None = "local", workers: int | None = None, shard_size: int = DEFAULT_SHARD_SIZE,
-                progress: bool = True) -> BulkReport:
+                progress: bool = True, factory=_make_detector, verb: str = "detect") -> BulkReport:
     """Detect faces in `images` on Ray workers, writing shard files to `shard_dir` (see the module docstring).
 
     settings: the Detector's keyword arguments (weights must be readable by every worker; `threads`
     defaults to 1 per worker). address: "local" (a private Ray instance here), "auto" or "HOST:PORT".
-    workers: actors to start (default: the cluster's CPUs).
+    workers: actors to start (default: the cluster's CPUs). factory: builds each worker's pipeline from
+    settings (a module-level function, so Ray can ship it; default a Detector): e.g. a Recognizer, whose
+    records then carry embeddings (bulk enrolment into a gallery store).
     """
     import time
 
     from tqdm import tqdm
 
     from ..cluster import ray_init, require_ray
-    from .detector import Detector
 
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise LeanfaceError(f"shard size must be a whole number of at least 1, got {shard_size!r}")
@@ -115,9 +121,10 @@ def detect_bulk(images: list[str | os.PathLike], shard_dir: str | os.PathLike, s
     folder = Path(shard_dir)
     _check_folder(folder)
     settings = {"threads": 1, **settings}
-    if settings.get("weights") is not None:
-        settings["weights"] = os.path.abspath(settings["weights"])
-    Detector(**settings)  # bad weights or settings: the usual one-line error, before any cluster work
+    for key in ("weights", "det_weights"):
+        if settings.get(key) is not None:
+            settings[key] = os.path.abspath(settings[key])
+    factory(settings)  # bad weights or settings: the usual one-line error, before any cluster work
     t0 = time.perf_counter()
     done, last = shard_records(folder)
     todo, seen = [], set()
@@ -142,14 +149,14 @@ def detect_bulk(images: list[str | os.PathLike], shard_dir: str | os.PathLike, s
         cpus = int(ray.cluster_resources().get("CPU", 1))
         n = min(workers or cpus, len(jobs))
         actor = ray.remote(num_cpus=1)(_Worker)
-        pool = ActorPool([actor.remote(settings) for _ in range(n)])
-        bar = tqdm(total=len(todo), desc="detect", unit="img", disable=not progress, file=sys.stderr)
+        pool = ActorPool([actor.remote(settings, factory) for _ in range(n)])
+        bar = tqdm(total=len(todo), desc=verb, unit="img", disable=not progress, file=sys.stderr)
         detected = 0
         for shard, lines, errors in pool.map_unordered(lambda a, job: a.run.remote(*job), jobs):
             with atomic_write(folder / f"shard-{shard:06d}.jsonl") as f:
                 f.writelines(line + "\n" for line in lines)
             for message in errors:
-                tqdm.write(f"leanface detect: error: {message}", file=sys.stderr)
+                tqdm.write(f"leanface {verb}: error: {message}", file=sys.stderr)
             failed.extend(errors)
             detected += len(lines)
             bar.update(len(lines) + len(errors))

@@ -92,6 +92,26 @@ class Faces:
                 faces[-1]["quality"] = round(float(self.qualities[i]), 5)
         return {"image": self.source, "width": self.width, "height": self.height, "faces": faces}
 
+    @classmethod
+    def from_dict(cls, record: dict) -> "Faces":
+        """The inverse of `to_dict`: a `--json-out` record (or a bulk shard's line) back to Faces."""
+        faces = record.get("faces") or []
+        n = len(faces)
+
+        def column(key, dtype, shape):
+            if n and all(f.get(key) is not None for f in faces):
+                return np.asarray([f[key] for f in faces], dtype).reshape(n, *shape)
+            return None
+
+        boxes = column("box", np.float32, (4,))
+        return cls(np.zeros((0, 4), np.float32) if boxes is None else boxes,
+                   np.asarray([f.get("score", 0.0) for f in faces], np.float32), column("landmarks", np.float32, (5, 2)),
+                   int(record.get("width", 0)), int(record.get("height", 0)), record.get("image"),
+                   column("embedding", np.float32, (-1,)),
+                   tuple(f["identity"] for f in faces) if n and all("identity" in f for f in faces) else None,
+                   column("similarity", np.float32, ()), column("track", np.int64, ()),
+                   column("quality", np.float32, ()))
+
     def plot(self, image: np.ndarray) -> np.ndarray:
         """A copy of the RGB image with boxes, scores and landmarks drawn."""
         out = np.ascontiguousarray(image.copy())

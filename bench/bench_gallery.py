@@ -167,6 +167,20 @@ def fpir(args) -> list[dict]:
     embedders = {"bundled MobileFaceNet": Embedder(threads=1)}
     if args.sface:
         embedders["SFace (OpenCV, int8)"] = Embedder(args.sface, mean=0, std=1, threads=1)
+    if distract is not None:
+        # Distractors must be strangers to every LFW person: drop each face whose SFace embedding is nearer
+        # than cosine 0.516 to any LFW image (the threshold of the embedder's pool filter, bench/lfw_filter.py).
+        from leanface.train.recognition import max_cosine
+
+        if not args.sface:
+            raise SystemExit("--distractors needs --sface (its embeddings keep LFW people out of them)")
+        sface = embedders["SFace (OpenCV, int8)"]
+        e_sface = sface.embed(distract.crops)
+        near = max_cosine(e_sface, sface.embed(lfw.crops)) > 0.516
+        print(f"distractors: {int(near.sum())} of {len(near)} faces removed as possible LFW people", file=sys.stderr)
+        distract, cached = distract.subset(~near), {sface: e_sface[~near]}
+    else:
+        cached = {}
     rng = np.random.default_rng(0)
     people = np.unique(lfw.labels)
     counts = np.bincount(lfw.labels)
@@ -175,7 +189,8 @@ def fpir(args) -> list[dict]:
         t0 = time.perf_counter()
         e_lfw = emb.embed(lfw.crops)
         tail = ImpostorTail.fit(impostor_scores(emb.embed(dev.crops), dev.labels), source=args.dev)
-        e_dis = emb.embed(distract.crops) if distract is not None else np.zeros((0, e_lfw.shape[1]), np.float32)
+        e_dis = np.zeros((0, e_lfw.shape[1]), np.float32) if distract is None else \
+            cached[emb] if emb in cached else emb.embed(distract.crops)
         print(f"{name}: embedded {len(e_lfw)} LFW, {len(dev.labels)} dev, {len(e_dis)} distractor faces in "
               f"{time.perf_counter() - t0:.0f} s; impostor tail t0 {tail.t0:.3f} beta {tail.beta:.4f}", file=sys.stderr)
         for size in args.sizes:

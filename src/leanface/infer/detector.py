@@ -16,7 +16,7 @@ import torch
 
 from ..errors import LeanfaceError
 from ..models import build_model, config_from_dict, create_model, get_config, get_family
-from ..models.registry import ONNX_CONFIG_KEY
+from ..models.registry import ONNX_CONFIG_KEY, untrained_model_check
 from .image import as_rgb, read_image
 from .postprocess import postprocess
 from .preprocess import make_batch, place
@@ -148,12 +148,7 @@ class Detector:
                  max_faces: int | None = None, pre_nms_topk: int | None = None, batch_size: int = 8,
                  threads: int | None = None, random_init: bool = False):
         _check_settings(size, score_thr, nms_thr, max_faces, pre_nms_topk, batch_size, threads)
-        if model == DEFAULT_WEIGHTS.stem and weights is None and not random_init:
-            model = None  # the bundled model by name: its bundled weights
-        if model is not None and weights is None and not random_init:
-            name = model if isinstance(model, str) else getattr(model, "name", "this model")
-            raise LeanfaceError(f"{name}: no trained weights given; pass weights= (--weights), or random_init=True "
-                                f"(--random-init) to run it untrained (timing only: it finds nothing)")
+        model = untrained_model_check(model, weights, random_init, DEFAULT_WEIGHTS.stem)
         if model is None and weights is None:
             # The bundled model runs on ONNX Runtime (an export of DEFAULT_WEIGHTS): 3x faster than eager
             # PyTorch here, and it does not collapse when other work shares the cores.

@@ -190,6 +190,21 @@ def create_model(model, weights: str | os.PathLike | None = None, **overrides) -
     return net
 
 
+def untrained_model_check(model, weights, random_init: bool, bundled: str):
+    """What a runtime class (Detector, Embedder) does with `model` when no weights are given: the bundled
+    model's name means its bundled weights (returns None: load the bundled file); another model is refused
+    unless random_init (timing only: an untrained network finds and matches nothing)."""
+    if weights is not None or random_init:
+        return model
+    if model == bundled:
+        return None
+    if model is not None:
+        name = model if isinstance(model, str) else getattr(model, "name", "this model")
+        raise LeanfaceError(f"{name}: no trained weights given; pass weights= (--weights), or random_init=True "
+                            f"(--random-init) to run it untrained (timing only: it finds nothing)")
+    return None
+
+
 def save_checkpoint(path: str | os.PathLike, cfg, state_dict: dict, **extra) -> None:
     """Write model weights with their config, atomically (temp file + rename)."""
     from ..files import atomic_write

@@ -4,7 +4,8 @@ leanface.train; peer adapters (dlib) in leanface.recognize.peers."""
 from .align import ARCFACE_TEMPLATE_112, align_faces, similarity_transform
 from .embedder import Embedder
 from .aggregate import AGGREGATORS, aggregate, qan_weights
-from .gallery import UNKNOWN, Gallery, Identifier, build_gallery, enrol_photos, open_store_gallery, setup_of
+from .gallery import (UNKNOWN, Gallery, Identifier, build_gallery, enrol_photos, open_store_gallery, setup_of,
+                      store_setup)
 from .open_set import ImpostorTail
 from .search_index import SearchIndex
 from .store import GalleryStore
@@ -12,6 +13,6 @@ from .quality import QualityScorer
 from .recognizer import Recognizer, Verification, centre_crop, primary_face, require_threshold
 
 __all__ = ["AGGREGATORS", "ARCFACE_TEMPLATE_112", "UNKNOWN", "Embedder", "Gallery", "GalleryStore", "Identifier",
-           "ImpostorTail", "QualityScorer", "SearchIndex", "enrol_photos", "open_store_gallery", "setup_of",
+           "ImpostorTail", "QualityScorer", "SearchIndex", "enrol_photos", "open_store_gallery", "setup_of", "store_setup",
            "Recognizer", "Verification", "aggregate", "align_faces", "qan_weights", "build_gallery", "centre_crop", "primary_face", "require_threshold",
            "similarity_transform"]

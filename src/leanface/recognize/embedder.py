@@ -17,7 +17,7 @@ import torch
 from ..errors import LeanfaceError
 from ..infer import onnx_session
 from ..models import config_from_dict, create_model, get_family
-from ..models.registry import ONNX_CONFIG_KEY
+from ..models.registry import ONNX_CONFIG_KEY, untrained_model_check
 from .align import align_faces
 
 INPUT_SIZE = 112
@@ -123,12 +123,7 @@ class Embedder:
         self.weights = None if weights is None else os.fspath(weights)
         self.threshold: float | None = None
         self.input_size = INPUT_SIZE
-        if model == DEFAULT_EMBEDDER_ONNX.stem and weights is None and not random_init:
-            model = None  # the bundled model by name: its bundled weights
-        if model is not None and weights is None and not random_init:
-            name = model if isinstance(model, str) else getattr(model, "name", "this model")
-            raise LeanfaceError(f"{name}: no trained weights given; pass weights= (--weights), or random_init=True "
-                                f"to run it untrained (timing only)")
+        model = untrained_model_check(model, weights, random_init, DEFAULT_EMBEDDER_ONNX.stem)
         if weights is None and model is None:
             if not DEFAULT_EMBEDDER_ONNX.is_file():
                 raise LeanfaceError(f"{DEFAULT_EMBEDDER_ONNX}: the bundled embedder is missing; pass weights "

@@ -2,8 +2,8 @@
 target FPIR on real faces for gallery sizes up to what our pools allow.
 
 1. Speed (synthetic, 128-d): N embeddings, 5 per identity, drawn with the between- and within-identity
-   covariance of the bundled embedder's real embeddings (`RealLike`), added to a GalleryStore (SQLite) and indexed (exact below 50 K, else faiss
-   IVF-Flat); one thread; top-1 query time (median and 10-90% of 1,000 queries), recall@1 against exact
+   covariance of an embedder's real embeddings (`RealLike`), added to a GalleryStore (SQLite) and indexed (exact below 50 K, else faiss
+   HNSW or IVF-Flat); one thread; top-1 query time (median and 10-90% of 1,000 queries), recall@1 against exact
    search, for mated queries (a new sample of an enrolled identity) and non-mated ones (a new identity).
 2. FNIR@FPIR on LFW: gallery = G LFW people enrolled with one photo each; mated probes = their other photos;
    non-mated probes = photos of LFW people not enrolled; then the same gallery padded with distractor faces
@@ -103,7 +103,7 @@ def real_model(data: str, embedder: str | None = None) -> RealLike:
     return RealLike(emb, faces.labels)
 
 
-def speed(sizes: list[int], model: RealLike, queries: int = 1000) -> list[dict]:
+def speed(sizes: list[int], model: RealLike, queries: int = 1000, kind: str = "auto") -> list[dict]:
     rows = []
     for n in sizes:
         x, centres = clustered(model, n)
@@ -119,22 +119,22 @@ def speed(sizes: list[int], model: RealLike, queries: int = 1000) -> list[dict]:
                 t_store = time.perf_counter() - t0
                 _, emb, _ = store.load()
                 t1 = time.perf_counter()
-                index = store.index(emb)
+                index = store.index(emb, kind if n > 50_000 else "auto")
                 t_index = time.perf_counter() - t1
                 db_bytes = store.path.stat().st_size
             t_add = time.perf_counter() - t0
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            row = {"size": n, "index": index.kind, "cells": getattr(index, "cells", None), "nprobe": index.nprobe,
+            row = {"size": n, "index": index.kind, "cells": index.cells, "effort": index.effort,
                    "add_s": round(t_add, 2), "store_write_s": round(t_store, 2), "index_build_s": round(t_index, 2),
                    "store_mb": round(db_bytes / 1e6, 1), "embeddings_mb": round(emb.nbytes / 1e6, 1),
                    "peak_rss_growth_mb": round((rss - rss0) / 1e3, 1)}
             truth = {"mated": _exact_top1(emb, q), "non_mated": _exact_top1(emb, fresh)}
             # The default operating point, then (IVF) the recall / time curve over the cells scanned.
-            probes = [index.nprobe] if index.kind == "exact" else \
-                [index.nprobe] + [p for p in (index.cells // 32, index.cells // 16, index.cells // 4) if p != index.nprobe]
-            for nprobe in probes:
-                index.nprobe = nprobe
-                point = dict(row, nprobe=nprobe)
+            sweep = {"exact": (), "hnsw": (64, 256), "ivf": (index.cells // 16, index.cells // 8, index.cells // 2)}
+            efforts = [index.effort] + [e for e in sweep[index.kind] if e != index.effort]
+            for effort in efforts:
+                index.effort = effort
+                point = dict(row, effort=effort)
                 for kind, qq in (("mated", q), ("non_mated", fresh)):
                     times = []
                     found = np.empty(len(qq), int)
@@ -234,6 +234,7 @@ def main() -> int:
     s.add_argument("--stats-embedder", help="take the statistics from this ONNX embedder (e.g. SFace, mean 0 "
                                             "std 1) instead of the bundled one")
     s.add_argument("--out", help="write the rows as JSON here")
+    s.add_argument("--index", default="auto", choices=("auto", "hnsw", "ivf"), help="the approximate index past 50 K")
     f = sub.add_parser("fpir")
     f.add_argument("--lfw", required=True)
     f.add_argument("--dev", required=True, help="identity folders for the impostor tail (never LFW)")
@@ -243,7 +244,8 @@ def main() -> int:
     f.add_argument("--out", help="write the rows as JSON here")
     args = p.parse_args()
     if args.what == "speed":
-        rows = speed([int(v) for v in args.sizes.split(",")], real_model(args.real, args.stats_embedder), args.queries)
+        rows = speed([int(v) for v in args.sizes.split(",")], real_model(args.real, args.stats_embedder), args.queries,
+                     args.index)
     else:
         args.sizes = [int(v) for v in args.sizes.split(",")]
         rows = fpir(args)

@@ -77,7 +77,8 @@ def test_a_damaged_or_foreign_file_is_not_a_store(tmp_path):
         GalleryStore(tmp_path / "broken.db")
 
 
-def test_exact_and_ivf_search_agree():
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_exact_and_approximate_search_agree(kind, tmp_path):
     pytest.importorskip("faiss")
     rng = np.random.default_rng(0)
     # Identity clusters in a low-dimensional subspace, as face embeddings are (not isotropic noise).
@@ -87,13 +88,21 @@ def test_exact_and_ivf_search_agree():
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     q = centres[rng.integers(0, 6000, 200)] + 0.3 * rng.standard_normal((200, 64)).astype(np.float32) / 8
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    exact, ivf = SearchIndex(x, "exact"), SearchIndex(x, "ivf")
-    assert exact.kind == "exact" and ivf.kind == "ivf" and ivf.nprobe >= 1
+    exact, approx = SearchIndex(x, "exact"), SearchIndex(x, kind)
+    assert exact.kind == "exact" and approx.kind == kind and approx.effort >= 1
     s_e, i_e = exact.search(q, 3)
     np.testing.assert_array_equal(i_e[:, 0], (q @ x.T).argmax(1))
     assert (np.diff(s_e, axis=1) <= 1e-6).all()  # best first
-    s_i, i_i = ivf.search(q, 1)
-    assert (i_i[:, 0] == i_e[:, 0]).mean() >= 0.97
+    _, i_a = approx.search(q, 1)
+    assert (i_a[:, 0] == i_e[:, 0]).mean() >= 0.97
+    # Cached beside a store and read back: the same answers.
+    with GalleryStore(tmp_path / "g.db", create=True) as store:
+        store.add_many([str(k) for k in range(len(x))], x)
+        _, emb, _ = store.load()
+        built = store.index(emb, kind)
+        again = store.index(emb, kind)
+        assert (tmp_path / "g.db.index").is_file() and again.kind == kind and again.effort == built.effort
+        np.testing.assert_array_equal(again.search(q, 1)[1], built.search(q, 1)[1])
     small = SearchIndex(x[:2], "exact")
     s, i = small.search(q[:1], 4)  # fewer than k: faiss's convention
     assert list(i[0, 2:]) == [-1, -1] and np.isneginf(s[0, 2:]).all()

@@ -6,8 +6,8 @@ float32 bytes). Every write is one SQLite transaction: an interrupted enrolment 
 progress and a reader never sees half a write. A store made with one setup (embedder, detector, alignment)
 refuses queries made with another: their embeddings would not be comparable.
 
-Search: exact below `search_index.EXACT_MAX` faces, past it an IVF index (faiss) cached beside the store
-(`<store>.ivf`) and rebuilt when the store changes.
+Search: exact below `search_index.EXACT_MAX` faces, past it an approximate index (faiss HNSW) cached beside
+the store (`<store>.index`) and rebuilt when the store changes.
 """
 from __future__ import annotations
 
@@ -114,25 +114,25 @@ class GalleryStore:
         return [r[0] for r in rows], emb, [r[1] or "" for r in rows]
 
     def index(self, embeddings: np.ndarray, kind: str = "auto") -> SearchIndex:
-        """The search index of `embeddings` (this store's `load()`): an IVF index is cached beside the store
-        (`<store>.ivf`) and reused while the store is unchanged."""
+        """The search index of `embeddings` (this store's `load()`): an approximate index is cached beside the
+        store (`<store>.index`) and reused while the store is unchanged."""
         faiss = faiss_or_none()
-        cache = self.path.with_name(self.path.name + ".ivf")
-        stamp = f"{self.version}:{len(embeddings)}"
-        if faiss is not None and kind != "exact" and cache.is_file() and self.meta.get("ivf_stamp") == stamp:
+        cache = self.path.with_name(self.path.name + ".index")
+        stamp = f"{self.version}:{len(embeddings)}:{kind}"
+        if faiss is not None and kind != "exact" and cache.is_file() and self.meta.get("index_stamp") == stamp:
             try:
-                loaded = faiss.deserialize_index(np.fromfile(cache, np.uint8))
+                loaded = faiss.read_index(str(cache))
             except RuntimeError:  # a damaged cache is rebuilt
                 loaded = None
             if loaded is not None and loaded.ntotal == len(embeddings):
                 return SearchIndex.from_faiss(loaded)
         index = SearchIndex(embeddings, kind)
-        if index.kind == "ivf":
+        if index.kind != "exact":
             with atomic_write(cache, binary=True) as f:
                 f.write(index.to_bytes())
             with self.con:
-                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('ivf_stamp', ?)", (stamp,))
-            self.meta["ivf_stamp"] = stamp
+                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('index_stamp', ?)", (stamp,))
+            self.meta["index_stamp"] = stamp
         return index
 
     # --- writing: one transaction each ---

@@ -130,21 +130,22 @@ def speed(sizes: list[int], model: RealLike, queries: int = 1000, kind: str = "a
                    "peak_rss_growth_mb": round((rss - rss0) / 1e3, 1)}
             truth = {"mated": _exact_top1(emb, q), "non_mated": _exact_top1(emb, fresh)}
             # The default operating point, then (IVF) the recall / time curve over the cells scanned.
-            sweep = {"exact": (), "hnsw": (64, 256), "ivf": (index.cells // 16, index.cells // 8, index.cells // 2)}
-            efforts = [index.effort] + [e for e in sweep[index.kind] if e != index.effort]
+            sweep = () if index.kind == "exact" else (64, 256) if index.kind == "hnsw" else \
+                (index.cells // 16, index.cells // 8, index.cells // 2)
+            efforts = [index.effort] + [e for e in sweep if e != index.effort]
             for effort in efforts:
                 index.effort = effort
                 point = dict(row, effort=effort)
-                for kind, qq in (("mated", q), ("non_mated", fresh)):
+                for probe, qq in (("mated", q), ("non_mated", fresh)):
                     times = []
                     found = np.empty(len(qq), int)
                     for k in range(len(qq)):
                         t = time.perf_counter()
                         found[k] = index.search(qq[k:k + 1], 1)[1][0, 0]
                         times.append(1e3 * (time.perf_counter() - t))
-                    point[f"{kind}_ms"] = round(float(np.median(times)), 3)
-                    point[f"{kind}_ms_p10_p90"] = [round(float(np.percentile(times, p)), 3) for p in (10, 90)]
-                    point[f"{kind}_recall_at_1"] = round(float((found == truth[kind]).mean()), 4)
+                    point[f"{probe}_ms"] = round(float(np.median(times)), 3)
+                    point[f"{probe}_ms_p10_p90"] = [round(float(np.percentile(times, p)), 3) for p in (10, 90)]
+                    point[f"{probe}_recall_at_1"] = round(float((found == truth[probe]).mean()), 4)
                 rows.append(point)
                 print(json.dumps(point), flush=True)
             del x, emb, index

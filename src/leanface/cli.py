@@ -15,6 +15,7 @@ from .errors import LeanfaceError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leanface", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"leanface {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add, run in COMMANDS:
         add(sub).set_defaults(_run=run)
@@ -54,6 +55,15 @@ class Terminated(BaseException):
 
 def _terminate(signum, frame):
     raise Terminated()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("leanface")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown (not installed)"
 
 
 def _size(text: str) -> int | None:

@@ -170,3 +170,11 @@ def test_faces_index_like_a_sequence():
     kept = faces[faces.scores > 0.75]
     assert isinstance(kept, Faces) and len(kept) == 2 and kept.source == "a.jpg" and kept.width == 100
     assert faces[[2]].boxes.tolist() == [[1, 2, 3, 4]] and faces[1:].landmarks.shape == (2, 5, 2)
+
+
+def test_cli_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    from importlib.metadata import version
+
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"leanface {version('leanface')}"

@@ -245,7 +245,7 @@ def test_bulk_enrolment_on_ray_and_its_rerun(lfw_gallery, tmp_path, capsys, monk
     assert main(["gallery", "add", str(plain), "--folder", str(g), "--threads", "1"]) == 0
     with GalleryStore(store) as a, GalleryStore(plain) as b:
         assert a.identities() == b.identities() == [(p.name, 2) for p in people]
-        (na, ea, fa), (nb, eb, fb) = a.load(), b.load()
+        (_, ea, fa), (_, eb, fb) = a.load(), b.load()
         order_a, order_b = np.argsort(fa), np.argsort(fb)
         assert [fa[i] for i in order_a] == [fb[i] for i in order_b]
         np.testing.assert_allclose(ea[order_a], eb[order_b], atol=1e-5)  # the shards round embeddings to 6 places

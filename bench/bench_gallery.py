@@ -168,6 +168,7 @@ def fpir(args) -> list[dict]:
     embedders = {"bundled MobileFaceNet": Embedder(threads=1)}
     if args.sface:
         embedders["SFace (OpenCV, int8)"] = Embedder(args.sface, mean=0, std=1, threads=1)
+    measured = {k: v for k, v in embedders.items() if args.only is None or args.only in k.lower()}
     if distract is not None:
         # Distractors must be strangers to every LFW person: drop each face whose SFace embedding is nearer
         # than cosine 0.516 to any LFW image (the threshold of the embedder's pool filter, bench/lfw_filter.py).
@@ -186,7 +187,7 @@ def fpir(args) -> list[dict]:
     people = np.unique(lfw.labels)
     counts = np.bincount(lfw.labels)
     rows = []
-    for name, emb in embedders.items():
+    for name, emb in measured.items():
         t0 = time.perf_counter()
         e_lfw = emb.embed(lfw.crops)
         tail = ImpostorTail.fit(impostor_scores(emb.embed(dev.crops), dev.labels), source=args.dev)
@@ -241,7 +242,9 @@ def main() -> int:
     f.add_argument("--dev", required=True, help="identity folders for the impostor tail (never LFW)")
     f.add_argument("--distractors", help="unlabelled pools, comma-separated (LFW-filtered)")
     f.add_argument("--sface", help="the SFace ONNX file (make peers)")
-    f.add_argument("--sizes", default="100,1000,5000")
+    f.add_argument("--sizes", default="100,1000,2000", help="gallery people (at most half of them with several "
+                                                            "photos; LFW's 5,749 people bound it)")
+    f.add_argument("--only", choices=("bundled", "sface"), help="measure one embedder")
     f.add_argument("--out", help="write the rows as JSON here")
     args = p.parse_args()
     if args.what == "speed":

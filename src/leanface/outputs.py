@@ -139,7 +139,7 @@ CHECKPOINT = Kind("leanface weights", (".pt", ".pth"), _is_checkpoint)
 ONNX = Kind("a leanface ONNX export", (".onnx",), _is_leanface_onnx)
 GALLERY_CACHE = Kind("a gallery embedding cache", (".npz",), _is_npz("keys", "embeddings"))
 PLOT = Kind("a plot", (".png",), _is_png)
-GALLERY_STORE = Kind("a leanface gallery store", (".db",), lambda p: is_gallery_store(p))
+GALLERY_STORE = Kind("a leanface gallery store", (".db",), is_gallery_store)
 
 
 def json_record(*keys: str) -> Kind:

@@ -25,9 +25,6 @@ from ..outputs import GALLERY_FORMAT, is_gallery_store
 from .open_set import ImpostorTail
 from .search_index import SearchIndex, faiss_or_none
 
-FORMAT = GALLERY_FORMAT
-is_store = is_gallery_store
-
 
 class GalleryStore:
     """Open (or with create=True, make) the store at `path`. setup: the recognition setup of the caller
@@ -38,7 +35,7 @@ class GalleryStore:
         exists = self.path.is_file() and self.path.stat().st_size > 0
         if not exists and not create:
             raise LeanfaceError(f"{self.path}: no gallery store here (`leanface gallery add` makes one)")
-        if exists and not is_store(self.path):
+        if exists and not is_gallery_store(self.path):
             raise LeanfaceError(f"{self.path}: not a leanface gallery store (or a damaged one)")
         if not exists:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +49,7 @@ class GalleryStore:
                                      "source TEXT, sha1 TEXT, embedding BLOB NOT NULL)")
                     self.con.execute("CREATE INDEX faces_identity ON faces (identity)")
                     self.con.executemany("INSERT INTO meta VALUES (?, ?)", [
-                        ("format", FORMAT), ("setup", json.dumps(setup or {}, sort_keys=True)), ("version", "0"),
+                        ("format", GALLERY_FORMAT), ("setup", json.dumps(setup or {}, sort_keys=True)), ("version", "0"),
                         ("created", time.strftime("%Y-%m-%dT%H:%M:%S"))])
             self.meta = dict(self.con.execute("SELECT key, value FROM meta").fetchall())
             self.con.execute("SELECT count(*) FROM faces").fetchone()

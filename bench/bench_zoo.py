@@ -103,9 +103,7 @@ def main() -> int:
     if not args.no_ap:
         gt = load_ground_truth(WIDER)
         for name in args.models:
-            official = get_family(nets[name].cfg.family).postprocess  # the family's own test settings
-            det = Detector(weights=onnx_paths[name], size=640, score_thr=official.score_thr, nms_thr=official.nms_thr,
-                           batch_size=1, threads=2)
+            det = Detector(weights=onnx_paths[name], preset="eval", batch_size=1, threads=2)  # the official test
             evaluation, _ = evaluate_detector(det, WIDER, tmp / "wider" / name, batch_size=1, progress=False,
                                               ground_truth=gt)
             summary = evaluation.summary()

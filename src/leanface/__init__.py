@@ -1,9 +1,26 @@
-"""leanface: efficient face detection and recognition under a compute budget."""
+"""leanface: efficient face detection and recognition under a compute budget.
+
+The public names load on first use (PEP 562): `import leanface` and `leanface detect` on ONNX Runtime
+never import torch, which alone takes longer than a whole detection.
+"""
+import importlib
+
 from .errors import LeanfaceError
-from .infer import Detector, Faces, read_image
-from .models import create_model, list_models
-from .recognize import Embedder, Identifier, Recognizer, build_gallery
 
 __version__ = "0.1.0"
-__all__ = ["Detector", "Embedder", "Faces", "Identifier", "LeanfaceError", "Recognizer", "build_gallery", "create_model",
-           "list_models", "read_image", "__version__"]
+_EXPORTS = {"Detector": "infer", "Faces": "infer", "read_image": "infer", "create_model": "models",
+            "list_models": "models", "Embedder": "recognize", "Identifier": "recognize", "Recognizer": "recognize",
+            "build_gallery": "recognize", "pretrained": "pretrained"}
+__all__ = ["LeanfaceError", "__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'leanface' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -7,12 +7,16 @@ inclusive); 0 is mmcv's and the default.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import torch
 
 
 def _xp(x):
-    return torch if isinstance(x, torch.Tensor) else np
+    """torch for tensors, NumPy otherwise. torch is never imported here: a caller holding a tensor has it
+    loaded already, and inference on ONNX Runtime starts faster without it."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(x, torch.Tensor) else np
 
 
 def _iou(a, b, offset: float, eps: float):
@@ -48,7 +52,7 @@ def aligned_diou(a, b, eps: float = 1e-7):
 def distance_to_boxes(centres, dist):
     """SCRFD's codec: anchor centres (N, 2) and distances (N, 4) to the left, top, right, bottom sides."""
     xp = _xp(centres)
-    cat = torch.cat if xp is torch else np.concatenate
+    cat = np.concatenate if xp is np else xp.cat
     return cat([centres - dist[..., :2], centres + dist[..., 2:]], -1)
 
 
@@ -62,9 +66,10 @@ def ssd_decode(loc: np.ndarray, priors: np.ndarray, variances: tuple[float, floa
     return np.concatenate([top_left, top_left + size], axis=1)
 
 
-def ssd_encode(boxes: torch.Tensor, priors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
+def ssd_encode(boxes, priors, variances: tuple[float, float]):
     """Inverse of `ssd_decode` for training targets: boxes (N, 4) x1y1x2y2 and priors (N, 4) cx,cy,w,h,
-    both normalised -> (N, 4) regression targets."""
+    both normalised, tensors -> (N, 4) regression targets."""
+    torch = _xp(boxes)
     centre = ((boxes[:, :2] + boxes[:, 2:]) / 2 - priors[:, :2]) / (variances[0] * priors[:, 2:])
     size = torch.log((boxes[:, 2:] - boxes[:, :2]).clamp_min(1e-6) / priors[:, 2:]) / variances[1]
     return torch.cat([centre, size], dim=1)

@@ -14,10 +14,14 @@ from .errors import LeanfaceError
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="leanface", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"leanface {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add, run in COMMANDS:
+    # Only the named command's flags are built: several derive theirs from config classes whose modules
+    # import torch, and `leanface detect` should start in a fraction of a second. --help and mistakes get all.
+    named = [(add, run) for add, run in COMMANDS if argv and add.__name__ == f"_add_{argv[0]}"]
+    for add, run in named or COMMANDS:
         add(sub).set_defaults(_run=run)
     args = parser.parse_args(argv)
     import signal
@@ -67,37 +71,42 @@ def _version() -> str:
 
 
 def _size(text: str) -> int | None:
-    """--size: an int long side (at least 32), or 'original' (original size padded to a multiple of 32)."""
+    """--size: an int long side (at least 32), 'original' (original size padded to a multiple of 32), or 'preset'
+    (the model family's)."""
     if text.lower() in ("original", "orig", "none"):
         return None
+    if text == "preset":
+        return text
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer or 'original', got {text!r}") from None
 
 
-def _add_detector_args(p: argparse.ArgumentParser, score_thr: float | None = 0.5, nms_thr: float = 0.4) -> None:
+def _add_detector_args(p: argparse.ArgumentParser, use: str = "detect") -> None:
+    """The Detector's arguments as flags; what is not given comes from the model family's `use` preset."""
+    preset = f"the family's {use} preset, `leanface info`"
     p.add_argument("--model", help="zoo name (default: read from --weights, or the bundled default model)")
     p.add_argument("--weights", help="leanface .pt weights or an .onnx file (default: bundled model)")
-    p.add_argument("--size", type=_size, default=640, help="network long side, or 'original' (default 640)")
-    p.add_argument("--letterbox", action="store_true", help="pad to size x size (official canvas)")
-    p.add_argument("--score-thr", type=float, default=score_thr,
-                   help=f"score threshold (default {score_thr})" if score_thr is not None else
-                   "score threshold (default: 0.02 for WIDER FACE, 0.3 for verification)")
-    p.add_argument("--nms-thr", type=float, default=nms_thr, help=f"NMS IoU threshold (default {nms_thr})")
+    p.add_argument("--size", type=_size, default="preset", help=f"network long side, or 'original' (default: {preset}: "
+                                                              f"640 for every family)")
+    p.add_argument("--letterbox", action=argparse.BooleanOptionalAction,
+                   help=f"pad to size x size (an official test canvas) or not (default: {preset})")
+    p.add_argument("--score-thr", type=float, help=f"score threshold (default: {preset})")
+    p.add_argument("--nms-thr", type=float, help=f"NMS IoU threshold (default: {preset})")
     p.add_argument("--max-faces", type=int, help="keep at most this many faces per image")
-    p.add_argument("--pre-nms-topk", type=int,
-                   help="keep only the k best-scoring candidates before NMS (default: all, as the WIDER protocol)")
+    p.add_argument("--pre-nms-topk", type=int, help=f"keep only the k best-scoring candidates before NMS "
+                                                    f"(default: {preset})")
     p.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8)")
     p.add_argument("--threads", type=int, help="CPU threads (default: library default)")
     p.add_argument("--random-init", action="store_true",
                    help="run --model untrained when no --weights are given (timing only; refused otherwise)")
 
 
-def _detector(args):
+def _detector(args, preset: str = "detect"):
     from .infer import Detector
 
-    return Detector(model=args.model, weights=args.weights, size=args.size, letterbox=args.letterbox,
+    return Detector(model=args.model, weights=args.weights, preset=preset, size=args.size, letterbox=args.letterbox,
                     score_thr=args.score_thr, nms_thr=args.nms_thr, max_faces=args.max_faces,
                     pre_nms_topk=args.pre_nms_topk, batch_size=args.batch_size, threads=args.threads,
                     random_init=args.random_init)
@@ -105,20 +114,35 @@ def _detector(args):
 
 # --- info -------------------------------------------------------------------------------------
 def _add_info(sub):
-    p = sub.add_parser("info", help="parameters and GFLOPs of a zoo model")
-    p.add_argument("model", nargs="?", help="zoo name (omit to list the zoo)")
+    p = sub.add_parser("info", help="the zoo (names, families, tasks), or the parameters and GFLOPs of models")
+    p.add_argument("model", nargs="?", help="zoo name or pattern (e.g. 'scrfd*') to count parameters and FLOPs "
+                                            "(omit to list the zoo)")
     p.add_argument("--input-size", default="640x480", help="WxH for the FLOPs count (default 640x480)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object per model")
     return p
 
 
 def _cmd_info(args) -> int:
     import json
 
-    from .models import create_model, list_models
+    from .models import get_config, get_family, list_models
+
+    if not args.model:  # the listing needs no network built (and no torch imported)
+        for name in list_models():
+            cfg = get_config(name)
+            family = get_family(cfg.family)
+            record = {"model": name, "family": family.name, "task": family.task}
+            print(json.dumps(record) if args.json else f"{name:20s} {family.task:9s} {family.name}")
+        if not args.json:
+            print("(`leanface info NAME` or a pattern such as 'scrfd*': parameters and FLOPs; `leanface models`: "
+                  "trained weights)")
+        return 0
+    from .models import create_model
     from .models.flops import count_flops
 
-    names = [args.model] if args.model else list_models()
+    names = list_models(args.model) if any(c in args.model for c in "*?[") else [args.model]
+    if not names:
+        raise LeanfaceError(f"no zoo model matches {args.model!r}; `leanface info` lists them")
     try:
         w, h = (int(v) for v in args.input_size.lower().split("x"))
     except ValueError:
@@ -139,6 +163,33 @@ def _cmd_info(args) -> int:
             extra = f" = {2 * report.gflops:.4f} GFLOPs as 2 x multiply-adds (recognition papers)" if size else ""
             print(f"{name:20s} params {report.params / 1e6:7.4f} M   {report.gflops:8.4f} G multiply-adds at "
                   f"{iw}x{ih}{extra}")
+    return 0
+
+
+# --- models -----------------------------------------------------------------------------------
+def _add_models(sub):
+    p = sub.add_parser("models", help="the trained weights: task, file, sha256, scores and terms of use")
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    p.add_argument("--markdown", action="store_true", help="print the README's model table")
+    return p
+
+
+def _cmd_models(args) -> int:
+    import json
+
+    from . import pretrained
+
+    if args.json:
+        print(json.dumps([p.to_dict() for p in pretrained.PRETRAINED.values()], indent=2))
+    elif args.markdown:
+        print(pretrained.markdown_table())
+    else:
+        for p in pretrained.PRETRAINED.values():
+            print(f"{p.name} ({p.task}, {p.source}): {p.model}, input {p.input_size}")
+            for m in p.metrics:
+                print(f"  {m.name} {m.value:g} on {m.dataset}: `{m.command}`")
+            print(f"  trained on {p.data}" + (f", taught by {p.teacher}" if p.teacher else ""))
+            print(f"  terms: {p.terms}\n  file: {p.file} sha256 {p.sha256}")
     return 0
 
 
@@ -312,7 +363,8 @@ def _add_bench(sub):
                                      "(ms per face at batch 1 and 32, and photo -> embeddings)")
     p.add_argument("image", nargs="?", help="image (default: the sample image)")
     _add_detector_args(p)
-    p.add_argument("--embedder", help="time this embedder (.pt, .onnx or zoo name) instead; the detector "
+    p.add_argument("--embedder", help="time this embedder (a name from `leanface models`, .pt, .onnx, or a zoo "
+                                      "name untrained) instead; the detector "
                                       "flags set the detector of the photo -> embeddings call")
     p.add_argument("--mean", help="embedder input mean R,G,B (default: what the file says, else 0)")
     p.add_argument("--std", help="embedder input std R,G,B (default: what the file says, else 1)")
@@ -343,10 +395,11 @@ def _cmd_bench(args) -> int:
 
 def _bench_embedder(args, image) -> int:
     from .benchmark import bench_embedder
+    from . import pretrained
     from .models import list_models
     from .recognize import Embedder, Recognizer
 
-    zoo = args.embedder in list_models()
+    zoo = args.embedder in list_models() and pretrained.get(args.embedder, "embed") is None
     emb = Embedder(None if zoo else args.embedder, model=args.embedder if zoo else None, mean=args.mean,
                    std=args.std, threads=args.threads, random_init=zoo)  # a zoo name: timing only
     rec = Recognizer(embedder=emb, detector=_detector(args))
@@ -360,15 +413,15 @@ def _bench_embedder(args, image) -> int:
 
 # --- eval -------------------------------------------------------------------------------------
 def _add_eval(sub):
-    from .eval.widerface import WIDER_PROTOCOL
-
     p = sub.add_parser("eval", help="WIDER FACE val AP (easy/medium/hard) of a detector, or LFW / pairs-file "
                                     "verification accuracy of an embedder")
     p.add_argument("--data", required=True, help="WIDER FACE root (WIDER_val/images/, ground_truth/*.mat), or an "
                                                  "LFW folder (pairs.txt, lfw-deepfunneled/), or the root of --pairs")
     p.add_argument("--preds", help="WIDER: score this submission folder (<event>/<image>.txt) instead of running a model")
-    _add_detector_args(p, score_thr=None, nms_thr=WIDER_PROTOCOL["nms_thr"])
+    _add_detector_args(p, "eval")
     v = p.add_argument_group("verification (LFW or --pairs): --model/--weights name the embedder")
+    v.add_argument("--embedder", dest="weights", help="the embedder: a name from `leanface models` (e.g. sface), "
+                                                      "or its file (the same as --weights)")
     v.add_argument("--pairs", help="pairs file: path1<TAB>path2<TAB>same (1/0)<TAB>fold, paths relative to --data; "
                                    "a side may be a template: a folder of images, or paths joined by ';'")
     v.add_argument("--aggregator", choices=("mean", "qan", "best"), default="mean",
@@ -410,8 +463,6 @@ def _cmd_eval(args) -> int:
     from .data.pairs import LFW_IMAGES
     from .eval import evaluate_detector, evaluate_folder, load_ground_truth, sha256_file, write_report
     from .eval.report import PLOT_NAME, RECORD_NAME
-    from .eval.widerface import WIDER_PROTOCOL
-
     if args.pairs or (Path(args.data) / "pairs.txt").is_file():
         return _eval_verification(args)
     try:
@@ -419,8 +470,6 @@ def _cmd_eval(args) -> int:
     except LeanfaceError as exc:
         raise LeanfaceError(f"{exc} (eval takes a WIDER FACE root, an LFW folder with pairs.txt and "
                             f"{LFW_IMAGES}/, or --pairs FILE)") from None
-    if args.score_thr is None:
-        args.score_thr = WIDER_PROTOCOL["score_thr"]
     settings: dict = {"protocol": "WIDER FACE val (official): IoU 0.5, 1000 thresholds, VOC all-point AP"}
     if args.preds:
         if args.model or args.weights:
@@ -431,9 +480,9 @@ def _cmd_eval(args) -> int:
         settings["preds"] = str(args.preds)
         title = str(args.preds)
     else:
-        detector = _detector(args)
+        detector = _detector(args, "eval")
         name = detector.config.name
-        scale = "original" if args.size is None else str(args.size)
+        scale = "original" if detector.size is None else str(detector.size)
         out = Path(args.output or Path("runs") / "eval" / f"{name}-{scale}")
         _eval_guard(args, out, RECORD_NAME, PLOT_NAME, ("easy", "medium", "hard"), predictions=True)
         evaluation, timings = evaluate_detector(detector, args.data, out, batch_size=args.batch_size,
@@ -441,9 +490,10 @@ def _cmd_eval(args) -> int:
         settings.update(
             model=name, weights=detector.weights,
             weights_sha256=sha256_file(detector.weights) if detector.weights else None,
-            test_scale="original size" if args.size is None else f"long side {args.size}",
-            size=args.size, letterbox=args.letterbox, score_thr=args.score_thr, nms_thr=args.nms_thr,
-            max_faces=args.max_faces, pre_nms_topk=args.pre_nms_topk, predictions_dir=str(out), **timings)
+            test_scale="original size" if detector.size is None else f"long side {detector.size}",
+            size=detector.size, letterbox=detector.letterbox, score_thr=detector.postprocess.score_thr,
+            nms_thr=detector.postprocess.nms_thr, max_faces=detector.postprocess.max_faces,
+            pre_nms_topk=detector.postprocess.pre_nms_topk, predictions_dir=str(out), **timings)
         title = f"{name}, {settings['test_scale']}"
     record = write_report(evaluation, out, settings, title=title)
     if args.json:
@@ -513,12 +563,16 @@ def _add_embedder_args(p) -> None:
 
 
 def _add_recognizer_args(p) -> None:
-    p.add_argument("--weights", help="the embedder: leanface .pt or a 112x112 ONNX embedder")
+    p.add_argument("--embedder", "--weights", dest="weights",
+                   help="the embedder: a name from `leanface models` (default: the bundled mobilefacenet; 'sface' "
+                        "with the sface extra), a leanface .pt or a 112x112 ONNX embedder")
     p.add_argument("--model", help="embedder zoo name (default: read from --weights)")
     _add_embedder_args(p)
     p.add_argument("--det-weights", help="detector weights (default: the bundled detector)")
-    p.add_argument("--size", type=_size, default=640, help="detector long side, or 'original' (default 640)")
-    p.add_argument("--score-thr", type=float, default=0.5, help="detector score threshold (default 0.5)")
+    p.add_argument("--size", type=_size, default="preset", help="detector long side, or 'original' (default: the "
+                                                              "detector family's detect preset, 640)")
+    p.add_argument("--score-thr", type=float, help="detector score threshold (default: the detector family's "
+                                                   "detect preset, 0.5)")
     p.add_argument("--batch-size", type=int, default=8, help="images per detector call (default 8)")
     p.add_argument("--threads", type=int, help="CPU threads (default: one per core)")
 
@@ -527,7 +581,7 @@ def _recognizer(args):
     from .infer import Detector
     from .recognize import Recognizer
 
-    size = getattr(args, "size", 640)
+    size = getattr(args, "size", "preset")
     detector = Detector(weights=args.det_weights, size=size, score_thr=args.score_thr,
                         batch_size=args.batch_size, threads=args.threads)
     quality = getattr(args, "quality", None)
@@ -1125,7 +1179,7 @@ def _cmd_search(args) -> int:
 
 
 COMMANDS: list = [
-    (_add_info, _cmd_info), (_add_convert, _cmd_convert), (_add_detect, _cmd_detect), (_add_demo, _cmd_demo),
+    (_add_info, _cmd_info), (_add_models, _cmd_models), (_add_convert, _cmd_convert), (_add_detect, _cmd_detect), (_add_demo, _cmd_demo),
     (_add_export, _cmd_export), (_add_bench, _cmd_bench), (_add_eval, _cmd_eval), (_add_embed, _cmd_embed),
     (_add_verify, _cmd_verify), (_add_identify, _cmd_identify), (_add_gallery, _cmd_gallery),
     (_add_train, _cmd_train), (_add_stats, _cmd_stats), (_add_search, _cmd_search),

@@ -148,7 +148,7 @@ def _decoder(cfg):
 def _official_detect(cfg, loc, score, hw):
     """Our decoder + NMS with the family's test settings (score > 0.05, 5000 best, IoU 0.3, 750 kept), on
     unclipped boxes as the official test path."""
-    settings = get_family(cfg.family).postprocess
+    settings = get_family(cfg.family).preset("eval").postprocess
     boxes, scores, kps = _decoder(cfg)([loc[None], score[None]], hw, settings.score_thr)[0]
     assert kps is None
     top = np.sort(np.argsort(-scores, kind="stable")[:settings.pre_nms_topk])

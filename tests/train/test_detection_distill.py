@@ -33,7 +33,7 @@ def test_the_teachers_raw_outputs_decode_on_the_students_anchors_to_the_official
     task = DetectionTask(cfg, STUDENT, images)
     batch = task.collate([task.dataset[(0, i)] for i in range(2)])
     anchors = make_anchors(640, 640, STUDENT.head.strides, STUDENT.head.base_sizes, STUDENT.head.anchor_scales)
-    settings = get_family("scrfd").postprocess.replace(score_thr=0.5, nms_thr=0.4)
+    settings = get_family("scrfd").preset("detect").postprocess
     official = Detector(weights=teacher, size=640, score_thr=0.5, nms_thr=0.4)
     for b in range(2):
         t = batch["teacher"][b]

@@ -23,7 +23,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -34,9 +33,6 @@ from ..errors import LeanfaceError
 SETTINGS = ("easy", "medium", "hard")
 THRESH_NUM = 1000
 IOU_THR = 0.5
-# The detector settings of SCRFD's WIDER FACE test (SCRFD_FACTS 3.3): the long side resized to 640 and
-# letterboxed, candidates from score 0.02, NMS at IoU 0.45. `Detector(weights=w, **WIDER_PROTOCOL)`.
-WIDER_PROTOCOL = MappingProxyType({"size": 640, "letterbox": True, "score_thr": 0.02, "nms_thr": 0.45})
 
 Key = tuple[str, str]  # (event, image name without .jpg)
 

@@ -6,25 +6,26 @@ whatever runs the network.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
-import torch
 
+from .. import pretrained
 from ..errors import LeanfaceError
-from ..models import build_model, config_from_dict, create_model, get_config, get_family
+from ..models import PRESETS, build_model, config_from_dict, get_config, get_family
 from ..models.registry import ONNX_CONFIG_KEY, untrained_model_check
 from .image import as_rgb, read_image
 from .postprocess import postprocess
 from .preprocess import make_batch, place
 from .results import Faces
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "scrfd_500m_kps.pt"
-# `leanface export scrfd_500m_kps --weights DEFAULT_WEIGHTS -o DEFAULT_ONNX` (tests check they agree).
-DEFAULT_ONNX = DEFAULT_WEIGHTS.with_suffix(".onnx")
+# The bundled detector (leanface.pretrained): its checkpoint and its ONNX export, which runs by default
+# (`leanface export scrfd_500m_kps --weights DEFAULT_WEIGHTS -o DEFAULT_ONNX`; tests check they agree).
+DEFAULT_WEIGHTS = pretrained.default("detection").checkpoint_path
+DEFAULT_ONNX = pretrained.default("detection").path
 
 
 def onnx_session(path: str | os.PathLike | bytes, threads: int | None = None):
@@ -47,16 +48,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-class TorchBackend:
-    def __init__(self, net: torch.nn.Module):
-        self.net = net.eval()
-        self.batched = True
-
-    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        with torch.inference_mode():
-            return [o.numpy() for o in self.net.forward_export(torch.from_numpy(batch))]
 
 
 class OnnxBackend:
@@ -130,24 +121,28 @@ class Detector:
 
     model: zoo name or config (None: read from the weights file, or the bundled default model).
     weights: a leanface .pt checkpoint or an exported/official .onnx file (run with ONNX Runtime).
-    size: long side of the network input, at least 32 (640 = the official VGA protocol); None = original size.
-    letterbox: pad to size x size as the official test pipeline does, instead of to a multiple of 32.
+    preset: which of the family's registered test-time settings fill what is not given here: "detect"
+    (confident faces, the default) or "eval" (the family's official WIDER FACE test settings);
+    `leanface models --presets` lists them.
+    size: long side of the network input, at least 32 (640 in every preset); None = original size.
+    letterbox: pad to size x size as the official test pipelines do, instead of to a multiple of 32.
     score_thr, nms_thr: candidate score threshold and NMS IoU threshold; max_faces: keep at most this
     many (and never more than the family's own cap, e.g. 750 for the SSD families).
-    pre_nms_topk: NMS only the k best-scoring candidates (mmdet's nms_pre; None: the family's setting,
-    all for SCRFD as the official WIDER test config). It bounds NMS time for weak models.
-    The other test-time settings (NMS area convention, clipping before NMS) are the family's
-    (`leanface.models.get_family(name).postprocess`).
+    pre_nms_topk: NMS only the k best-scoring candidates (mmdet's nms_pre). It bounds NMS time for weak models.
+    The other test-time settings (NMS area convention, clipping before NMS) are the family's.
     batch_size: images per network call for lists (images are grouped by padded shape).
     threads: CPU threads for the backend (None: library default).
     random_init: allow a zoo model without weights (random weights: for timing; refused otherwise).
     """
 
-    def __init__(self, model=None, weights: str | os.PathLike | None = None, *, size: int | None = 640,
-                 letterbox: bool = False, score_thr: float = 0.5, nms_thr: float = 0.4,
-                 max_faces: int | None = None, pre_nms_topk: int | None = None, batch_size: int = 8,
-                 threads: int | None = None, random_init: bool = False):
-        _check_settings(size, score_thr, nms_thr, max_faces, pre_nms_topk, batch_size, threads)
+    def __init__(self, model=None, weights: str | os.PathLike | None = None, *, preset: str = "detect",
+                 size: int | None | str = "preset", letterbox: bool | None = None, score_thr: float | None = None,
+                 nms_thr: float | None = None, max_faces: int | None = None, pre_nms_topk: int | None = None,
+                 batch_size: int = 8, threads: int | None = None, random_init: bool = False):
+        if preset not in PRESETS:
+            raise LeanfaceError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        _check_settings(None if size == "preset" else size, 0.5 if score_thr is None else score_thr,
+                        0.5 if nms_thr is None else nms_thr, max_faces, pre_nms_topk, batch_size, threads)
         model = untrained_model_check(model, weights, random_init, DEFAULT_WEIGHTS.stem)
         if model is None and weights is None:
             # The bundled model runs on ONNX Runtime (an export of DEFAULT_WEIGHTS): 3x faster than eager
@@ -162,21 +157,23 @@ class Detector:
             self.backend = OnnxBackend(str(weights), threads)
             self.config = _onnx_config(self.backend, model, str(weights))
         else:
-            if threads:
-                torch.set_num_threads(threads)
-            net = create_model(model, weights)
-            self.config = net.cfg
-            self.backend = TorchBackend(net)
-        if letterbox and size is None:
-            raise LeanfaceError("letterbox needs a fixed size")
+            from .torch_backend import TorchBackend
+
+            self.backend = TorchBackend(model, weights, threads)
+            self.config = self.backend.net.cfg
         self.weights = None if weights is None else str(weights)
-        self.size, self.letterbox = size, letterbox
         family = get_family(self.config.family)
         if family.task != "detection":
             raise LeanfaceError(f"{self.config.name} is not a face detector (its task is {family.task!r})")
-        caps = [k for k in (family.postprocess.max_faces, max_faces) if k is not None]
-        self.postprocess = family.postprocess.replace(score_thr=score_thr, nms_thr=nms_thr, pre_nms_topk=pre_nms_topk,
-                                                      max_faces=min(caps) if caps else None)
+        chosen = family.preset(preset)
+        self.size = chosen.size if size == "preset" else size
+        self.letterbox = chosen.letterbox if letterbox is None else letterbox
+        if self.letterbox and self.size is None:
+            raise LeanfaceError("letterbox needs a fixed size")
+        cap = chosen.postprocess.max_faces
+        self.postprocess = chosen.postprocess.replace(
+            score_thr=score_thr, nms_thr=nms_thr, pre_nms_topk=pre_nms_topk,
+            max_faces=max_faces if cap is None or max_faces is None else min(cap, max_faces))
         self.batch_size = batch_size
         self.decoder = family.decoder(self.config)
 
@@ -207,7 +204,8 @@ class Detector:
                 batch = make_batch([loaded[i] for i in chunk], placements, padded, self.config.mean, self.config.std)
                 candidates = self.decoder(self.backend(batch), padded, self.postprocess.score_thr)
                 for i, p, cand in zip(chunk, placements, candidates):
-                    results[i] = postprocess(cand, p, self.postprocess, sources[i])
+                    results[i] = dataclasses.replace(postprocess(cand, p, self.postprocess, sources[i]),
+                                                     image=loaded[i])
         return results  # type: ignore[return-value]
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterable[Faces]:

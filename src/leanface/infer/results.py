@@ -2,10 +2,13 @@
 stage (one result type for both, not a parallel structure)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from ..errors import LeanfaceError
+from ..images import read_image
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class Faces:
     (N names, "unknown" below the threshold) and similarities (N,) to the best gallery match.
     From a Tracker (video): track_ids (N,) int64, stable through the video (-1: not a track yet).
     From a Recognizer with a quality net: qualities (N,) float32 in (0, 1).
+    image: the (H, W, 3) uint8 RGB image they were found in (from a Detector or Recognizer; None when read
+    back from JSON), so that `plot()` and `crops()` need no argument.
     """
 
     boxes: np.ndarray
@@ -47,6 +52,7 @@ class Faces:
     similarities: np.ndarray | None = None
     track_ids: np.ndarray | None = None
     qualities: np.ndarray | None = None
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -66,7 +72,7 @@ class Faces:
         names = None if self.identities is None else tuple(self.identities[i] for i in index)
         return Faces(self.boxes[index], self.scores[index], pick(self.landmarks), self.width, self.height,
                      self.source, pick(self.embeddings), names, pick(self.similarities), pick(self.track_ids),
-                     pick(self.qualities))
+                     pick(self.qualities), self.image)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -112,9 +118,18 @@ class Faces:
                    column("similarity", np.float32, ()), column("track", np.int64, ()),
                    column("quality", np.float32, ()))
 
-    def plot(self, image: np.ndarray) -> np.ndarray:
-        """A copy of the RGB image with boxes, scores and landmarks drawn."""
-        out = np.ascontiguousarray(image.copy())
+    def _image(self, image: np.ndarray | None) -> np.ndarray:
+        if image is not None:
+            return image
+        if self.image is not None:
+            return self.image
+        if self.source is not None:
+            return read_image(self.source)
+        raise LeanfaceError("these faces keep no image and name no file: pass the image")
+
+    def plot(self, image: np.ndarray | None = None) -> np.ndarray:
+        """A copy of the RGB image (default: the one they were found in) with boxes, scores and landmarks drawn."""
+        out = np.ascontiguousarray(self._image(image).copy())
         thick = max(1, round(max(self.width, self.height) / 500))
         colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255)]
         for i in range(len(self)):
@@ -130,8 +145,10 @@ class Faces:
                     cv2.circle(out, (int(round(x)), int(round(y))), thick + 1, c, -1)
         return out
 
-    def crops(self, image: np.ndarray, margin: float = 0.2) -> list[np.ndarray]:
-        """Face crops (RGB), each box grown by `margin` x its size on every side, clipped to the image."""
+    def crops(self, image: np.ndarray | None = None, margin: float = 0.2) -> list[np.ndarray]:
+        """Face crops (RGB) of the image (default: the one they were found in), each box grown by `margin` x its
+        size on every side, clipped to the image."""
+        image = self._image(image)
         out = []
         for x1, y1, x2, y2 in self.boxes:
             mw, mh = (x2 - x1) * margin, (y2 - y1) * margin

@@ -31,11 +31,17 @@ from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..boxes import box_iou
 from ..errors import LeanfaceError
 from .results import Faces
+
+
+def _hungarian(cost: np.ndarray):
+    # scipy.optimize takes a third of a second to import: only a video run pays for it.
+    from scipy.optimize import linear_sum_assignment
+
+    return linear_sum_assignment(cost)
 
 
 @dataclass(frozen=True)
@@ -262,7 +268,7 @@ class Tracker:
         side = lambda b: np.sqrt(np.maximum(b[..., 2] - b[..., 0], 1) * np.maximum(b[..., 3] - b[..., 1], 1))
         ratio = side(np.stack([self.tracks[k].kalman.box for k in tracks]))[:, None] / side(boxes[dets])[None, :]
         allowed = (cos >= self.config.reid_cos) & (ratio < 2) & (ratio > 0.5)
-        rows, cols = linear_sum_assignment(np.where(allowed, 1.0 - cos, 1e6))
+        rows, cols = _hungarian(np.where(allowed, 1.0 - cos, 1e6))
         return [(tracks[r], dets[c]) for r, c in zip(rows, cols) if allowed[r, c]]
 
     def _match(self, tracks: list[int], dets: np.ndarray, boxes: np.ndarray, emb: np.ndarray | None,
@@ -286,7 +292,7 @@ class Tracker:
                     cost = np.where(both, fused, cost)
                 allowed &= ~both | (cos >= self.config.min_cos)
         cost = np.where(allowed, cost, 1e6)
-        rows, cols = linear_sum_assignment(cost)
+        rows, cols = _hungarian(cost)
         pairs = [(tracks[r], int(dets[c])) for r, c in zip(rows, cols) if allowed[r, c]]
         used_t = {k for k, _ in pairs}
         used_d = {d for _, d in pairs}

@@ -6,12 +6,12 @@ Importing the package registers every family (each module calls `register_family
 from . import eresfd, extd, mobilefacenet, quality, scrfd  # noqa: F401  (registration)
 from .mobilefacenet import MobileFaceNetConfig
 from .config import MobileNetConfig, PAFPNConfig, ResNetConfig, SCRFDConfig, SCRFDHeadConfig
-from .registry import (Family, Postprocess, build_model, config_from_dict, create_model, get_config, get_family,
+from .registry import (PRESETS, Family, Postprocess, Preset, build_model, config_from_dict, create_model, get_config, get_family,
                        list_families, list_models, read_checkpoint, register_family, register_model,
                        save_checkpoint)
 
 __all__ = [
-    "Family", "MobileFaceNetConfig", "MobileNetConfig", "PAFPNConfig", "Postprocess", "ResNetConfig", "SCRFDConfig", "SCRFDHeadConfig",
+    "PRESETS", "Family", "MobileFaceNetConfig", "MobileNetConfig", "PAFPNConfig", "Postprocess", "Preset", "ResNetConfig", "SCRFDConfig", "SCRFDHeadConfig",
     "build_model", "config_from_dict", "create_model", "get_config", "get_family", "list_families", "list_models",
     "read_checkpoint", "register_family", "register_model", "save_checkpoint",
 ]

@@ -2,7 +2,8 @@
 
 A family module (scrfd.py, eresfd.py, extd.py) registers itself when `leanface.models` is imported:
 
-    register_family(Family("scrfd", "detection", SCRFDConfig, SCRFD, DistanceDecoder.for_config))
+    register_family(Family("scrfd", "detection", SCRFDConfig, network("scrfd", "SCRFD"), DistanceDecoder.for_config,
+                           presets))
 
     @register_model
     def scrfd_500m() -> SCRFDConfig: ...
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 from ..errors import LeanfaceError
 # The tags of our own files: the checkpoint format, and the metadata key of an exported ONNX file that
@@ -84,25 +86,58 @@ class Postprocess:
 
 
 @dataclass(frozen=True)
+class Preset:
+    """A detector family's test-time settings for one use: the network input and the post-processing.
+
+    size: long side of the network input (None: the original size, padded to a multiple of 32);
+    letterbox: pad to size x size as an official test pipeline does.
+    """
+
+    postprocess: Postprocess
+    size: int | None = 640
+    letterbox: bool = False
+
+
+# "detect": what `Detector()` and `leanface detect` use (confident faces); "eval": the family's official
+# WIDER FACE test settings (`leanface eval`): every candidate a PR curve needs.
+PRESETS = ("detect", "eval")
+
+
+@dataclass(frozen=True)
 class Family:
     """Everything the package needs to know about one model family.
 
     config_cls: frozen config dataclass with `from_dict`/`to_dict` and a `family` field equal to `name`.
     build: config -> nn.Module. decoder: config -> callable turning the network's export outputs into
     per-image candidates (boxes, scores, landmarks or None) in input pixels (detection only).
-    postprocess: the family's default test-time settings.
+    presets: the family's test-time settings by use (`PRESETS`; detection only).
     """
 
     name: str
     task: str
     config_cls: type
-    build: Callable[[object], nn.Module]
+    build: Callable[[object], "nn.Module"]
     decoder: Callable[[object], Callable] | None = None
-    postprocess: Postprocess = field(default_factory=Postprocess)
+    presets: dict[str, Preset] = field(default_factory=dict)
+
+    def preset(self, use: str) -> Preset:
+        if use not in self.presets:
+            raise LeanfaceError(f"{self.name} has no {use!r} preset; it has: {', '.join(self.presets) or 'none'}")
+        return self.presets[use]
 
 
 _FAMILIES: dict[str, Family] = {}
 _MODELS: dict[str, Callable[[], object]] = {}
+
+
+def network(module: str, cls: str) -> Callable[[object], "nn.Module"]:
+    """A family's builder: `leanface.models.nets.<module>.<cls>(config)`, imported when a network is first
+    built, so that looking families up (and inference on ONNX Runtime) never imports torch."""
+    def build(cfg):
+        return getattr(importlib.import_module(f"{__package__}.nets.{module}"), cls)(cfg)
+
+    build.__qualname__ = f"{module}.{cls}"
+    return build
 
 
 def register_family(family: Family) -> Family:
@@ -164,11 +199,11 @@ def _config_file(path: str):
         raise LeanfaceError(f"{path}: not a leanface model config ({type(exc).__name__}: {exc})") from None
 
 
-def build_model(cfg) -> nn.Module:
+def build_model(cfg) -> "nn.Module":
     return get_family(cfg.family).build(cfg)
 
 
-def create_model(model, weights: str | os.PathLike | None = None, **overrides) -> nn.Module:
+def create_model(model, weights: str | os.PathLike | None = None, **overrides) -> "nn.Module":
     """Build a model from a zoo name or a config and optionally load leanface weights.
 
     `overrides` replace top-level config fields (e.g. head=...). With `model=None` the config
@@ -209,6 +244,8 @@ def save_checkpoint(path: str | os.PathLike, cfg, state_dict: dict, **extra) -> 
     """Write model weights with their config, atomically (temp file + rename)."""
     from ..files import atomic_write
 
+    import torch
+
     payload = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "state_dict": state_dict, **extra}
     with atomic_write(path, binary=True) as f:
         torch.save(payload, f)
@@ -216,6 +253,8 @@ def save_checkpoint(path: str | os.PathLike, cfg, state_dict: dict, **extra) -> 
 
 def read_checkpoint(path: str | os.PathLike):
     """Return (config, state_dict) from a leanface weights file; one-line error otherwise."""
+    import torch
+
     path = str(path)
     if not os.path.isfile(path):
         raise LeanfaceError(f"{path}: weights file not found")
@@ -230,7 +269,7 @@ def read_checkpoint(path: str | os.PathLike):
     return config_from_dict(payload["config"]), payload["state_dict"]
 
 
-def load_state(net: nn.Module, state: dict, source: str) -> None:
+def load_state(net: "nn.Module", state: dict, source: str) -> None:
     """Strict load with a one-line error listing what did not match."""
     own = net.state_dict()
     missing = [k for k in own if k not in state]

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
-import torch
 
+from .. import pretrained
 from ..errors import LeanfaceError
 from ..infer import onnx_session
-from ..models import config_from_dict, create_model, get_family
+from ..models import config_from_dict, get_family
 from ..models.registry import ONNX_CONFIG_KEY, untrained_model_check
 from .align import align_faces
 
@@ -26,8 +25,8 @@ INPUT_SIZE = 112
 THRESHOLD_KEY = "leanface.threshold"
 # The bundled embedder, trained by us (README: "The bundled recognition model"); its ONNX export runs by
 # default, with the LFW-calibrated threshold in its metadata.
-DEFAULT_EMBEDDER = Path(__file__).resolve().parents[1] / "weights" / "mobilefacenet.pt"
-DEFAULT_EMBEDDER_ONNX = DEFAULT_EMBEDDER.with_suffix(".onnx")
+DEFAULT_EMBEDDER = pretrained.default("embed").checkpoint_path
+DEFAULT_EMBEDDER_ONNX = pretrained.default("embed").path
 
 
 def _rgb_triple(value, name: str) -> np.ndarray | None:
@@ -104,8 +103,9 @@ def _fold_weight_dequantization(graph) -> None:
 
 
 class Embedder:
-    """weights: a leanface checkpoint (.pt) of an embedder family, or an ONNX embedder with a 112x112
-    3-channel RGB input (NCHW or NHWC; fixed or dynamic batch) and one (B, D) output.
+    """weights: a leanface checkpoint (.pt) of an embedder family, an ONNX embedder with a 112x112
+    3-channel RGB input (NCHW or NHWC; fixed or dynamic batch) and one (B, D) output, or the name of trained
+    weights in `leanface models` (e.g. "sface": its file, normalisation and threshold).
     model: zoo name or config (with weights=None: the bundled weights for the bundled model's name; another
     model untrained only with random_init=True, for shapes and timing).
     mean, std: input normalisation, (pixel - mean) / std per RGB channel (None: what the file says).
@@ -118,6 +118,13 @@ class Embedder:
             raise LeanfaceError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise LeanfaceError(f"threads must be an integer of at least 1, or None, got {threads!r}")
+        named = None
+        if isinstance(weights, str) and not os.path.exists(weights):
+            named = pretrained.get(weights, "embed")
+        if named is not None:
+            weights = named.path
+            mean = named.mean if mean is None else mean
+            std = named.std if std is None else std
         mean, std = _rgb_triple(mean, "mean"), _rgb_triple(std, "std")
         self.flip, self.batch_size = bool(flip), batch_size
         self.weights = None if weights is None else os.fspath(weights)
@@ -133,9 +140,10 @@ class Embedder:
         if self.weights is not None and self.weights.lower().endswith(".onnx"):
             self._open_onnx(self.weights, mean, std, threads)
         else:
-            if threads:
-                torch.set_num_threads(threads)
-            net = create_model(model, weights)
+            from ..infer.torch_backend import TorchBackend
+
+            self._net = TorchBackend(model, weights, threads)
+            net, self._session = self._net.net, None
             if get_family(net.cfg.family).task != "embed":
                 raise LeanfaceError(f"{self.weights or net.cfg.name}: {net.cfg.name} is not a face embedder "
                                     f"(its task is {get_family(net.cfg.family).task!r})")
@@ -143,8 +151,10 @@ class Embedder:
             self.input_size = net.cfg.input_size
             self.mean = np.asarray(net.cfg.mean, np.float32) if mean is None else mean
             self.std = np.asarray(net.cfg.std, np.float32) if std is None else std
-            self._net, self._session = net.eval(), None
             self.batched, self.layout = True, "NCHW"
+        if named is not None:
+            self.name = named.name
+            self.threshold = named.threshold if self.threshold is None else self.threshold
         self.dim = int(self.embed(np.zeros((1, self.input_size, self.input_size, 3), np.uint8)).shape[1])
 
     def _open_onnx(self, path: str, mean, std, threads) -> None:
@@ -188,8 +198,7 @@ class Embedder:
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         if self._net is not None:
-            with torch.inference_mode():
-                return self._net.forward_export(torch.from_numpy(x))[0].numpy()
+            return self._net(x)[0]
         if self.layout == "NHWC":
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         try:

@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
-import torch
 
+from .. import pretrained
 from ..errors import LeanfaceError
 from ..infer import onnx_session
-from ..models import config_from_dict, create_model, get_family
+from ..models import config_from_dict, get_family
 from ..models.registry import ONNX_CONFIG_KEY
 
 
 # The bundled quality net, trained by us (README: "Faces through video"; training/qualitynet_r1/).
-DEFAULT_QUALITY = Path(__file__).resolve().parents[1] / "weights" / "qualitynet.pt"
+DEFAULT_QUALITY = pretrained.default("quality").path
 
 
 class QualityScorer:
@@ -41,10 +40,10 @@ class QualityScorer:
             cfg = config_from_dict(json.loads(meta[ONNX_CONFIG_KEY]))
             self._net = None
         else:
-            if threads:
-                torch.set_num_threads(threads)
-            self._net = create_model(None, self.weights).eval()
-            cfg = self._net.cfg
+            from ..infer.torch_backend import TorchBackend
+
+            self._net = TorchBackend(None, self.weights, threads)
+            cfg = self._net.net.cfg
         if get_family(cfg.family).task != "quality":
             raise LeanfaceError(f"{self.weights}: {cfg.name} is not a face-quality network "
                                 f"(its task is {get_family(cfg.family).task!r})")
@@ -62,8 +61,7 @@ class QualityScorer:
         for s in range(0, len(crops), self.batch_size):
             x = (crops[s:s + self.batch_size].transpose(0, 3, 1, 2).astype(np.float32) - self._mean) / self._std
             if self._net is not None:
-                with torch.inference_mode():
-                    out.append(self._net.forward_export(torch.from_numpy(x))[0].numpy()[:, 0])
+                out.append(self._net(x)[0][:, 0])
             else:
                 out.append(self._session.run(None, {self._session.get_inputs()[0].name: x})[0][:, 0])
         return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)

@@ -77,22 +77,27 @@ def require_threshold(rec: "Recognizer", threshold: float | None = None) -> floa
 class Recognizer:
     """Face recognition.
 
-    weights: the embedder (a leanface .pt or any 112x112 ONNX embedder); or pass `embedder=`
-    (e.g. an `Embedder`, or a peer adapter from leanface.recognize.peers).
+    weights, or embedder=: the embedder, as a leanface .pt, any 112x112 ONNX embedder or the name of trained
+    weights (`leanface models`: "mobilefacenet", the bundled default; "sface"), or an object (an `Embedder`,
+    a peer adapter from leanface.recognize.peers).
     mean, std, flip: the embedder's input normalisation and flip-averaging (see Embedder).
     threshold: cosine similarity above which two faces are the same person (None: the one stored
     in the embedder's file, calibrated on LFW; verify() needs one).
-    detector: a Detector (default: the bundled one, built with det_weights, size, score_thr, threads).
+    detector: a Detector (default: the bundled one, built with det_weights, size, score_thr, threads; what is
+    not given comes from its family's detect preset).
     quality: a face-quality net for `Faces.qualities` (True: the bundled one; a path: its weights; None: none).
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, *, model=None, embedder=None, mean=None,
                  std=None, flip: bool = False, threshold: float | None = None, detector: Detector | None = None,
-                 det_weights: str | os.PathLike | None = None, size: int | None = 640, score_thr: float = 0.5,
+                 det_weights: str | os.PathLike | None = None, size: int | None | str = "preset",
+                 score_thr: float | None = None,
                  batch_size: int = 8, threads: int | None = None, quality: str | os.PathLike | bool | None = None):
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not -1.0 <= threshold <= 1.0):
             raise LeanfaceError(f"threshold must be a cosine similarity in [-1, 1], got {threshold!r}")
+        if isinstance(embedder, (str, os.PathLike)):
+            weights, embedder = embedder, None
         self.embedder = embedder if embedder is not None else Embedder(
             weights, model=model, mean=mean, std=std, flip=flip, threads=threads)
         self.detector = detector if detector is not None else Detector(

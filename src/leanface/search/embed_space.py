@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import LeanfaceError
 from ..models.flops import count_flops
-from ..models.mobilefacenet import MobileFaceNet, MobileFaceNetConfig
+from ..models import build_model
+from ..models.mobilefacenet import MobileFaceNetConfig
 from .budget import FlopsParts
 from .sampler import Candidate, within_budget
 
@@ -73,7 +74,7 @@ def embed_flops(cfg: MobileFaceNetConfig) -> EmbedFlops:
     on the built network."""
     if len(cfg.stages) != 5:
         raise LeanfaceError(f"{cfg.name}: the embedder search works on five-stage MobileFaceNets")
-    report = count_flops(MobileFaceNet(cfg), EMBED_INPUT_CHW)
+    report = count_flops(build_model(cfg), EMBED_INPUT_CHW)
     bounds = np.cumsum([2] + [n for _, _, n, _ in cfg.stages])  # features.<i>: 2 stem layers, then blocks
     parts = dict.fromkeys(EMBED_COMPONENTS, 0)
     for name, v in report.by_module.items():

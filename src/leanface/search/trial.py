@@ -38,7 +38,7 @@ class TrialSettings:
     """data: WIDER-layout root (absolute; on a cluster, the same path on every node): trains on
     WIDER_train, evaluates on WIDER_val. train: the proxy training (lr steps at 440/640 and 544/640
     of its epochs unless lr_steps is set; the same seed for every candidate). eval_size: evaluation
-    long side (`leanface.eval.WIDER_PROTOCOL` otherwise). train_images / val_images: use only this
+    long side (the family's eval preset otherwise). train_images / val_images: use only this
     many images, evenly spaced over the sorted lists (None: all). report_every: evaluate every n
     epochs (0: only at the end). pre_nms_topk: evaluation NMSes only the k best candidates per image
     (a weak proxy model has tens of thousands above the protocol's 0.02 score threshold, which makes
@@ -102,7 +102,7 @@ def proxy_trial(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.Pat
     fractions on the val subset (not comparable with full-protocol numbers).
     """
     from ..data.readers import load_training_data
-    from ..eval import WIDER_PROTOCOL, evaluate_detector, load_ground_truth, present_images
+    from ..eval import evaluate_detector, load_ground_truth, present_images
     from ..infer import Detector
     from ..train import train
 
@@ -117,7 +117,7 @@ def proxy_trial(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.Pat
         tcfg = dataclasses.replace(settings.train, epochs=epochs, lr_steps=steps, out_dir=str(out_dir / "train"),
                                    ckpt_interval=settings.epochs, eval_interval=0)
         result = train(tcfg, cfg, images, resume=i > 0, progress=False)
-        detector = Detector(weights=result.weights, **{**WIDER_PROTOCOL, "size": settings.eval_size},
+        detector = Detector(weights=result.weights, preset="eval", size=settings.eval_size,
                             pre_nms_topk=settings.pre_nms_topk)
         evaluation, _ = evaluate_detector(detector, settings.data, out_dir / f"eval_{epochs}", progress=False,
                                           ground_truth=gt)

@@ -88,16 +88,16 @@ class DetectionTask:
         return batch_loss
 
     def evaluate(self, weights: Path, out_dir: Path, threads: int | None = None) -> dict:
-        """The WIDER protocol (`leanface.eval.WIDER_PROTOCOL`) whatever the training size.
+        """The family's official WIDER FACE test settings (its "eval" preset) whatever the training size.
 
         threads: CPU threads while evaluating (the other ranks wait at a barrier meanwhile).
         """
-        from ..eval import WIDER_PROTOCOL, evaluate_detector
+        from ..eval import evaluate_detector
         from ..infer import Detector
 
         before = torch.get_num_threads()
         try:
-            detector = Detector(weights=weights, threads=threads, **WIDER_PROTOCOL)
+            detector = Detector(weights=weights, threads=threads, preset="eval")
             evaluation, _ = evaluate_detector(detector, Path(self.val_data), out_dir, progress=False)
         finally:
             torch.set_num_threads(before)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import MobileNetConfig, ResNetConfig
+from ..config import MobileNetConfig, ResNetConfig
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:

@@ -15,6 +15,9 @@ from .errors import LeanfaceError
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # before any parser is built
+        print(f"leanface {_version()}")
+        return 0
     parser = argparse.ArgumentParser(prog="leanface", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"leanface {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,8 +207,7 @@ def _add_convert(sub):
 
 
 def _cmd_convert(args) -> int:
-    import hashlib
-
+    from .files import file_digest
     from .models import save_checkpoint
     from .models.importers import import_weights
     from .outputs import CHECKPOINT, OutputGuard
@@ -214,9 +216,7 @@ def _cmd_convert(args) -> int:
     guard.inputs(args.src, what="the official weights")
     guard.file(args.out, "-o", CHECKPOINT)
     cfg, state = import_weights(args.src, args.model)
-    with open(args.src, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    save_checkpoint(args.out, cfg, state, source=str(args.src), source_sha256=digest)
+    save_checkpoint(args.out, cfg, state, source=str(args.src), source_sha256=file_digest(args.src))
     print(f"{args.src} -> {args.out} ({cfg.name}, {len(state)} tensors)")
     return 0
 
@@ -305,19 +305,13 @@ def _add_export(sub):
                                                    "the one `leanface eval --data LFW_DIR` prints)")
     p.add_argument("--int8", action="store_true", help="statically quantise (QDQ, per-channel int8 weights, "
                                                        "uint8 activations calibrated on --calib images)")
-    p.add_argument("--calib", help=f"--int8: folder of calibration images, searched recursively (detectors: "
-                                   f"photos, default {_DEFAULT_CALIB['detection']}; embedders: aligned crops, "
-                                   f"default {_DEFAULT_CALIB['embed']})")
+    p.add_argument("--calib", help="--int8 (required): folder of calibration images, searched recursively (detectors: "
+                                   "a few hundred photos like the ones to detect in; embedders: aligned face crops)")
     p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES,
                    help=f"--int8: how many calibration images to draw (default {DEFAULT_CALIB_IMAGES})")
     p.add_argument("--calib-method", default="minmax", choices=CALIBRATION_METHODS,
                    help="--int8: activation range calibration (default minmax: measured best, README)")
     return p
-
-
-# Relative to the working directory: the repository's checkout sits beside ../shared.
-_DEFAULT_CALIB = {"detection": "../shared/data/widerface/WIDER_train/images",
-                  "embed": "../shared/data/recog_train/glint_sample"}
 
 
 def _cmd_export(args) -> int:
@@ -342,11 +336,10 @@ def _cmd_export(args) -> int:
         export_onnx(net, args.out, threshold=args.threshold)
         print(f"{args.out}: {', '.join(net.output_names)} ({shape})")
         return 0
-    calib = args.calib or _DEFAULT_CALIB["embed" if task == "embed" else "detection"]
-    if args.calib is None and not os.path.isdir(calib):
-        raise LeanfaceError(f"{calib}: default calibration folder not found; pass --calib DIR (real "
-                            f"{'aligned face crops' if task == 'embed' else 'photos'}, a few hundred)")
-    report = export_int8(net, args.out, calib, count=args.calib_images, method=args.calib_method,
+    if args.calib is None:
+        raise LeanfaceError(f"--int8 needs --calib DIR: real {'aligned face crops' if task == 'embed' else 'photos'}, "
+                            f"a few hundred, to measure the activation ranges on")
+    report = export_int8(net, args.out, args.calib, count=args.calib_images, method=args.calib_method,
                          threshold=args.threshold, progress=not getattr(args, "quiet", False))
     for reason in report.calib_skipped:
         print(f"leanface: skipped for calibration: {reason}", file=sys.stderr)
@@ -461,7 +454,8 @@ def _cmd_eval(args) -> int:
     from pathlib import Path
 
     from .data.pairs import LFW_IMAGES
-    from .eval import evaluate_detector, evaluate_folder, load_ground_truth, sha256_file, write_report
+    from .eval import evaluate_detector, evaluate_folder, load_ground_truth, write_report
+    from .files import file_digest
     from .eval.report import PLOT_NAME, RECORD_NAME
     if args.pairs or (Path(args.data) / "pairs.txt").is_file():
         return _eval_verification(args)
@@ -489,7 +483,7 @@ def _cmd_eval(args) -> int:
                                                 ground_truth=gt)
         settings.update(
             model=name, weights=detector.weights,
-            weights_sha256=sha256_file(detector.weights) if detector.weights else None,
+            weights_sha256=file_digest(detector.weights) if detector.weights else None,
             test_scale="original size" if detector.size is None else f"long side {detector.size}",
             size=detector.size, letterbox=detector.letterbox, score_thr=detector.postprocess.score_thr,
             nms_thr=detector.postprocess.nms_thr, max_faces=detector.postprocess.max_faces,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 
@@ -60,3 +61,12 @@ def check_writable_folder(folder: str | os.PathLike, flag: str, shown: str | os.
         tempfile.TemporaryFile(dir=probe).close()
     except OSError as e:
         raise LeanfaceError(f"{shown}: {flag} cannot be written ({e.strerror} in {probe})") from None
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MB blocks (weights files, gallery photos, model records)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

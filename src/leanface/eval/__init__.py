@@ -2,7 +2,7 @@
 and the face-verification protocol (LFW View 2: 10-fold accuracy, TAR at FAR)."""
 from .pairs_eval import evaluate_pairs, write_verification_report
 from .plots import plot_pr_curves, plot_roc
-from .report import evaluate_detector, sha256_file, write_report
+from .report import evaluate_detector, write_report
 from .verification import VerificationResult, roc_curve, tar_at_far, verification_protocol
 from .submission import predict_images, read_prediction_file, read_predictions, write_prediction_file
 from .widerface import (SETTINGS, FolderEvaluation, SettingResult, WiderGroundTruth, WiderResult, evaluate,
@@ -11,6 +11,6 @@ from .widerface import (SETTINGS, FolderEvaluation, SettingResult, WiderGroundTr
 __all__ = [
     "SETTINGS", "FolderEvaluation", "VerificationResult", "SettingResult", "WiderGroundTruth", "WiderResult", "evaluate",
     "evaluate_detector", "evaluate_folder", "evaluate_pairs", "plot_roc", "write_verification_report", "find_val_images", "load_ground_truth", "plot_pr_curves",
-    "predict_images", "present_images", "read_prediction_file", "read_predictions", "sha256_file", "voc_ap",
+    "predict_images", "present_images", "read_prediction_file", "read_predictions", "voc_ap",
     "roc_curve", "tar_at_far", "verification_protocol", "write_prediction_file", "write_report",
 ]

@@ -1,7 +1,6 @@
 """End-to-end WIDER FACE runs: detector -> submission folder -> APs, saved as JSON + PR-curve PNG."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,14 +16,6 @@ from .widerface import FolderEvaluation, WiderGroundTruth, evaluate_folder, load
 
 RECORD_NAME = "widerface_eval.json"
 PLOT_NAME = "widerface_pr.png"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def evaluate_detector(detector: Callable[[list[np.ndarray]], Sequence], data: str | os.PathLike,

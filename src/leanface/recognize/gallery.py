@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LeanfaceError
-from ..files import atomic_write
+from ..files import atomic_write, file_digest
 from ..outputs import GALLERY_CACHE, OutputGuard
 from ..infer import Faces, list_images, read_image
 from .open_set import ImpostorTail
@@ -86,11 +86,7 @@ def _setup_key(rec: Recognizer) -> str:
 def _file_digest(path) -> str | None:
     if path is None or not os.path.isfile(path):
         return None
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha1")
 
 
 def default_cache_dir() -> Path:

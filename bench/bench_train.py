@@ -30,7 +30,8 @@ PATHS = {
 def run(path: str, images: list, size: int, workdir: Path) -> float:
     import torch
 
-    from leanface.train import TrainConfig, available_cores, train
+    from leanface.host import available_cores
+    from leanface.train import TrainConfig, train
 
     torch.set_num_threads(available_cores())  # the landed path used every core's thread; ranks set their own
     cfg = TrainConfig(epochs=2, batch_size=8, warmup_iters=10, img_size=size, workers=1, seed=0,
@@ -50,7 +51,8 @@ def main() -> int:
     import torch
 
     from leanface.data import load_wider_split
-    from leanface.train import available_cores, cpu_has_bf16
+    from leanface.host import available_cores
+    from leanface.train import cpu_has_bf16
 
     images = load_wider_split(args.data)[: args.images]
     print(f"torch {torch.__version__}, {available_cores()} cores, bf16 instructions: {cpu_has_bf16()}, "

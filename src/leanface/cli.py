@@ -372,7 +372,9 @@ def _cmd_bench(args) -> int:
     import os
 
     image = args.image or sample_image()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from .host import available_cores
+
+    cores = available_cores()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load > 0.5 * cores:
         print(f"leanface bench: warning: the machine is busy (load {load:.1f} on {cores} cores); "

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import pretrained
 from ..errors import LeanfaceError
+from ..host import available_cores
 from ..models import PRESETS, build_model, config_from_dict, get_config, get_family
 from ..models.registry import ONNX_CONFIG_KEY, untrained_model_check
 from .image import as_rgb, read_image
@@ -36,18 +37,11 @@ def onnx_session(path: str | os.PathLike | bytes, threads: int | None = None):
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # official files declare fixed output shapes and warn on every call
-    opts.intra_op_num_threads = threads or _cores()
+    opts.intra_op_num_threads = threads or available_cores()
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     model = path if isinstance(path, bytes) else str(path)  # bytes: a model rewritten in memory
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class OnnxBackend:

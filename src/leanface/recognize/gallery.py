@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import LeanfaceError
 from ..files import atomic_write, file_digest
+from ..host import cache_dir
 from ..outputs import GALLERY_CACHE, OutputGuard
 from ..infer import Faces, list_images, read_image
 from .open_set import ImpostorTail
@@ -89,10 +90,6 @@ def _file_digest(path) -> str | None:
     return file_digest(path, "sha1")
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "leanface" / "gallery"
-
-
 def _load_cache(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         return {}
@@ -145,7 +142,7 @@ def build_gallery(root: str | os.PathLike, recognizer: Recognizer, cache: str | 
     $XDG_CACHE_HOME/leanface/gallery), False for none. Unusable images are reported one line each."""
     report = report or (lambda message: print(f"leanface: {message}", file=sys.stderr))
     entries = gallery_files(root, report)
-    path = None if cache is False else Path(cache) if cache else default_cache_dir() / f"{_setup_key(recognizer)}.npz"
+    path = None if cache is False else Path(cache) if cache else cache_dir("gallery") / f"{_setup_key(recognizer)}.npz"
     if cache:  # a file the caller named: never a gallery photo, never a file that is not a gallery cache
         guard = OutputGuard("identify")
         guard.input_folder(root, "the gallery")

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import LeanfaceError
+from .. import host
 from ..files import atomic_write
 from ..infer import DEFAULT_ONNX, DEFAULT_WEIGHTS, Detector, read_image
 from ..infer.image import IMAGE_EXTS
@@ -99,10 +100,6 @@ def _cache_key(files: list[tuple[str, Path]], detector_id: str) -> str:
     return h.hexdigest()[:16]
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "leanface" / "aligned"
-
-
 def _detector_id(detector: Detector | None) -> str:
     if detector is None:  # the bundled detector: its weights' digest, so a new bundled model re-aligns
         bundled = next((w for w in (DEFAULT_ONNX, DEFAULT_WEIGHTS) if w.is_file()), None)
@@ -129,7 +126,7 @@ def load_identity_faces(roots, detector: Detector | None = None, cache_dir: str 
     for root, files in zip(roots, listed):
         cache = None
         if cache_dir is not False:
-            cache = Path(cache_dir or default_cache_dir()) / f"{_cache_key(files, _detector_id(detector))}.npz"
+            cache = Path(cache_dir or host.cache_dir("aligned")) / f"{_cache_key(files, _detector_id(detector))}.npz"
         faces = _read_cache(cache, report) if cache is not None else None
         if faces is None:
             faces = _align_all(files, detector, progress, report)

@@ -4,12 +4,12 @@ from . import ssd_loss  # noqa: F401  (registers the SSD families' loss)
 from . import quality, recognition  # noqa: F401  (register the quality and embed tasks)
 from .assigner import Anchors, atss_assign, make_anchors
 from .detection import DetectionTask
-from .loop import TrainConfig, TrainResult, WarmupStepSchedule, available_cores, cpu_has_bf16, register_task, train
+from .loop import TrainConfig, TrainResult, WarmupStepSchedule, cpu_has_bf16, register_task, train
 from .margin import MarginLoss, exclusive_regularizer, margin_logits
 from .losses import LossWeights, diou_loss, loss_for, quality_focal_loss, register_loss, scrfd_loss, smooth_l1
 
 __all__ = [
-    "Anchors", "DetectionTask", "LossWeights", "MarginLoss", "exclusive_regularizer", "margin_logits", "TrainConfig", "TrainResult", "WarmupStepSchedule", "atss_assign", "available_cores",
+    "Anchors", "DetectionTask", "LossWeights", "MarginLoss", "exclusive_regularizer", "margin_logits", "TrainConfig", "TrainResult", "WarmupStepSchedule", "atss_assign",
     "box_iou", "cpu_has_bf16", "diou_loss", "loss_for", "make_anchors", "quality_focal_loss", "register_loss", "register_task",
     "scrfd_loss", "smooth_l1", "train",
 ]

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from ..data.augment import CROP_CHOICES_SCRFD
 from ..errors import LeanfaceError
 from ..files import atomic_write, save_figure
+from ..host import available_cores
 from ..outputs import OutputGuard
 from ..models.registry import build_model, get_config, get_family, load_state, read_checkpoint, save_checkpoint
 from .losses import LossWeights
@@ -402,13 +403,6 @@ def reroute_cpu_convolutions(net: torch.nn.Module, bf16: bool, channels_last: bo
             m.forward = forward
             counts["pointwise_subsampled"] += 1
     return counts
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def resolve_procs(cfg: TrainConfig, device: torch.device) -> int:

@@ -28,7 +28,8 @@ from ..eval.verification import verification_protocol
 from ..files import atomic_write
 from ..infer import Detector, read_image
 from ..recognize import Embedder, align_faces, centre_crop, primary_face
-from ..recognize.identities import IdentityFaces, default_cache_dir, dev_pairs, dev_split, load_identity_faces
+from ..host import cache_dir
+from ..recognize.identities import IdentityFaces, dev_pairs, dev_split, load_identity_faces
 from .loop import register_task
 from .margin import EmbedderTrainer, margin_loss
 
@@ -333,7 +334,7 @@ def teacher_embeddings(teacher: str, crops: np.ndarray, dim: int, progress: bool
     interrupted run runs the teacher only on the faces it has not seen."""
     if not os.path.isfile(teacher):
         raise LeanfaceError(f"{teacher}: teacher embedder not found")
-    cache = default_cache_dir() / f"teacher_{hashlib.sha1(Path(teacher).read_bytes()).hexdigest()[:16]}.npz"
+    cache = cache_dir("aligned") / f"teacher_{hashlib.sha1(Path(teacher).read_bytes()).hexdigest()[:16]}.npz"
     keys = crop_keys(crops)
     known = read_teacher_cache(cache, dim)
     out = np.full((len(crops), 2, dim), np.nan, np.float32)
@@ -440,7 +441,7 @@ def lfw_crops(root) -> tuple[np.ndarray, tuple]:
     pairs = load_pairs(root)
     images = pairs.images
     h = hashlib.sha1("\n".join(map(str, images)).encode())
-    cache = default_cache_dir() / f"pairs_{h.hexdigest()[:16]}.npy"
+    cache = cache_dir("aligned") / f"pairs_{h.hexdigest()[:16]}.npy"
     crops = _read_npy(cache, (len(images), 112, 112, 3))
     if crops is None:
         det = Detector(score_thr=_LFW_SCORE_THR)

@@ -130,8 +130,8 @@ def speed(sizes: list[int], model: RealLike, queries: int = 1000, kind: str = "a
                    "peak_rss_growth_mb": round((rss - rss0) / 1e3, 1)}
             truth = {"mated": _exact_top1(emb, q), "non_mated": _exact_top1(emb, fresh)}
             # The default operating point, then (IVF) the recall / time curve over the cells scanned.
-            sweep = () if index.kind == "exact" else (64, 256) if index.kind == "hnsw" else \
-                (index.cells // 16, index.cells // 8, index.cells // 2)
+            sweep = {"exact": (), "hnsw": (64, 256), "ivf": (index.cells // 16, index.cells // 8, index.cells // 2),
+                     "ivfpq": (index.cells // 4, index.cells // 3)}[index.kind]
             efforts = [index.effort] + [e for e in sweep if e != index.effort]
             for effort in efforts:
                 index.effort = effort
@@ -236,7 +236,7 @@ def main() -> int:
     s.add_argument("--stats-embedder", help="take the statistics from this ONNX embedder (e.g. SFace, mean 0 "
                                             "std 1) instead of the bundled one")
     s.add_argument("--out", help="write the rows as JSON here")
-    s.add_argument("--index", default="auto", choices=("auto", "hnsw", "ivf"), help="the approximate index past 50 K")
+    s.add_argument("--index", default="auto", choices=("auto", "ivfpq", "hnsw", "ivf"), help="the approximate index past 50 K")
     f = sub.add_parser("fpir")
     f.add_argument("--lfw", required=True)
     f.add_argument("--dev", required=True, help="identity folders for the impostor tail (never LFW)")

@@ -77,7 +77,7 @@ def test_a_damaged_or_foreign_file_is_not_a_store(tmp_path):
         GalleryStore(tmp_path / "broken.db")
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["ivfpq", "hnsw", "ivf"])
 def test_exact_and_approximate_search_agree(kind, tmp_path):
     pytest.importorskip("faiss")
     rng = np.random.default_rng(0)

@@ -90,15 +90,3 @@ class SCRFDConfig(ModelConfig):
     @property
     def strides(self) -> tuple[int, ...]:
         return self.head.strides
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SCRFDConfig":
-        bb = dict(d["backbone"])
-        bb_cls = MobileNetConfig if bb.get("kind") == "mobilenet" else ResNetConfig
-        return cls(name=d["name"], backbone=bb_cls(**_tuples(bb)), neck=PAFPNConfig(**d["neck"]),
-                   head=SCRFDHeadConfig(**_tuples(d["head"])), mean=tuple(d.get("mean", (127.5,) * 3)),
-                   std=tuple(d.get("std", (128.0,) * 3)))
-
-
-def _tuples(d: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}

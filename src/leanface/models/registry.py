@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from torch import nn
 
+from .. import serial
 from ..errors import LeanfaceError
 # The tags of our own files: the checkpoint format, and the metadata key of an exported ONNX file that
 # holds the model config (cfg.to_dict() as JSON); the output guard recognises our files by them.
@@ -45,22 +46,18 @@ class ModelConfig:
 
         return json.dumps(self.to_dict(), indent=2)
 
-
-def _tupled(value):
-    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+    @classmethod
+    def from_dict(cls, d: dict):
+        """The inverse of `to_dict` (leanface.serial: the one reader of frozen configs)."""
+        return serial.from_dict(cls, d)
 
 
 class CropModelConfig(ModelConfig):
-    """Mixed into the configs of networks on aligned face crops (embedders, quality nets): no landmarks,
-    and JSON lists read back as the tuples the frozen fields hold."""
+    """Mixed into the configs of networks on aligned face crops (embedders, quality nets): no landmarks."""
 
     @property
     def has_landmarks(self) -> bool:
         return False
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        return cls(**{k: _tupled(v) for k, v in d.items()})
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,6 @@ class SSDAnchorConfig:
     variances: tuple[float, float] = (0.1, 0.2)
     maxout_bg: int = 3
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "SSDAnchorConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
 
 class SSDFamilyConfig(ModelConfig):
     """What EResFD and EXTD configs share (mixed into their frozen dataclasses, which define `anchors`)."""
@@ -45,17 +41,6 @@ class SSDFamilyConfig(ModelConfig):
     @property
     def strides(self) -> tuple[int, ...]:
         return self.anchors.strides
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        d = dict(d)
-        d["anchors"] = SSDAnchorConfig.from_dict(d["anchors"])
-        return cls(**{k: _tuples(v) for k, v in d.items()})
-
-
-def _tuples(value):
-    """JSON lists back to (nested) tuples, as the frozen configs hold them."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def feature_sizes(input_hw: tuple[int, int], num_levels: int = 6) -> list[tuple[int, int]]:

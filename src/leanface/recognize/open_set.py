@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from .. import serial
 from ..errors import LeanfaceError
 
 TAIL_SHARE = 0.01  # the top share of impostor scores the exponential tail is fitted to
@@ -77,8 +78,7 @@ class ImpostorTail:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ImpostorTail":
-        return cls(tuple(d["levels"]), tuple(d["quantiles"]), d["t0"], d["p0"], d["beta"], d["pairs"],
-                   d.get("source", ""))
+        return serial.from_dict(cls, d)
 
 
 def impostor_scores(embeddings: np.ndarray, labels: np.ndarray, max_pairs: int = 2_000_000,

@@ -6,7 +6,7 @@ float32 bytes). Every write is one SQLite transaction: an interrupted enrolment 
 progress and a reader never sees half a write. A store made with one setup (embedder, detector, alignment)
 refuses queries made with another: their embeddings would not be comparable.
 
-Search: exact below `search_index.EXACT_MAX` faces, past it an approximate index (faiss HNSW) cached beside
+Search: exact below `search_index.EXACT_MAX` faces, past it an approximate index (faiss) cached beside
 the store (`<store>.index`) and rebuilt when the store changes.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..errors import LeanfaceError
 from ..files import atomic_write
 from ..outputs import GALLERY_FORMAT, is_gallery_store
 from .open_set import ImpostorTail
-from .search_index import SearchIndex, faiss_or_none
+from .search_index import SearchIndex, faiss_or_none, resolve_kind
 
 
 class GalleryStore:
@@ -115,6 +115,7 @@ class GalleryStore:
         store (`<store>.index`) and reused while the store is unchanged."""
         faiss = faiss_or_none()
         cache = self.path.with_name(self.path.name + ".index")
+        kind = resolve_kind(kind, len(embeddings))  # the stamp names the kind built: a new default rebuilds
         stamp = f"{self.version}:{len(embeddings)}:{kind}"
         if faiss is not None and kind != "exact" and cache.is_file() and self.meta.get("index_stamp") == stamp:
             try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..cluster import ray_init
+from .. import serial
 from ..errors import LeanfaceError
 from ..outputs import OutputGuard
 from ..files import atomic_write
@@ -87,10 +88,8 @@ class SearchSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchSettings":
-        d = dict(d)
-        d["trial"] = TrialSettings.from_dict(d["trial"])
-        d["references"] = tuple(d.get("references", ()))
-        return cls(**d)
+        # The trial settings have their own reader (records from before trials held a TrainConfig).
+        return serial.from_dict(cls, {**d, "trial": TrialSettings.from_dict(d["trial"])})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .. import serial
 from ..errors import LeanfaceError
 from ..files import atomic_write
 from ..models.config import SCRFDConfig
@@ -71,10 +72,9 @@ class TrialSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialSettings":
-        d = dict(d)
         if "train" in d:
-            d["train"] = TrainConfig.from_dict(d["train"])
-            return cls(**d)
+            return serial.from_dict(cls, d)
+        d = dict(d)
         # Records written before trials held a TrainConfig: its fields were flat, and the training
         # path was float32 NCHW (the fast path did not exist yet).
         flat = {k: d.pop(k) for k in [f.name for f in dataclasses.fields(TrainConfig)] if k in d}
@@ -82,7 +82,7 @@ class TrialSettings:
         flat.setdefault("channels_last", False)
         if flat.get("crop_choices") is None:
             flat.pop("crop_choices", None)
-        return cls(**d, train=TrainConfig.from_dict({**dataclasses.asdict(PROXY_TRAIN), **flat}))
+        return serial.from_dict(cls, {**d, "train": {**dataclasses.asdict(PROXY_TRAIN), **flat}})
 
 
 def _spread(items: list, n: int | None) -> list:

@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..data.augment import CROP_CHOICES_SCRFD
+from .. import serial
 from ..errors import LeanfaceError
 from ..files import atomic_write, save_figure
 from ..host import available_cores
@@ -116,16 +117,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["loss"] = LossWeights(**d.get("loss", {}))
-        d["margin"] = MarginLoss(**d.get("margin", {}))
-        for key in ("lr_steps", "crop_choices"):
-            if d.get(key) is not None:
-                d[key] = tuple(d[key])
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -743,7 +734,7 @@ def _load_state(path: Path, net, optimizer, scheduler, scaler, model_cfg, cfg: T
         raise LeanfaceError(f"{path}: not a leanface training state ({type(exc).__name__})") from None
     if state.get("model_config") != model_cfg.to_dict():
         raise LeanfaceError(f"{path}: was trained with a different model ({state['model_config'].get('name')!r})")
-    saved = TrainConfig.from_dict(state["train_config"])
+    saved = serial.from_dict(TrainConfig, state["train_config"])
     # Only the length of the run and where outputs/evaluation go may change on resume.
     free = {"epochs", "out_dir", "eval_interval", "ckpt_interval", "workers", "device", "procs"}
     changed = [f.name for f in dataclasses.fields(cfg) if f.name not in free

@@ -10,7 +10,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "leanface"
 
 # unit -> the units it may import (its own unit always). Leaves are shared utilities.
-LEAVES = {"errors", "files", "outputs", "boxes", "images", "cluster", "pretrained", "host", "serial"}
+LEAVES = {"errors", "files", "outputs", "boxes", "images", "cluster", "pretrained", "host", "serial", "flags"}
 ALLOWED = {
     "errors": set(),
     "files": {"errors"},
@@ -21,6 +21,7 @@ ALLOWED = {
     "pretrained": {"errors"},
     "host": set(),
     "serial": {"errors"},
+    "flags": {"errors"},
     "models": LEAVES,
     "data": LEAVES | {"models"},
     "infer": LEAVES | {"models"},

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from . import flags
 from .errors import LeanfaceError
 
 
@@ -856,115 +857,6 @@ def _gallery_calibrate(args, store_setup) -> int:
 
 
 # --- train ------------------------------------------------------------------------------------
-def _floats_arg(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints_arg(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _value_parser(kind):
-    """argparse `type` for a config field's type: int, float, str, bool, tuple[T, ...], each optionally None."""
-    import types
-    import typing
-
-    args = [k for k in typing.get_args(kind) if k is not type(None)]
-    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-        return _value_parser(args[0])
-    if typing.get_origin(kind) is tuple:
-        return _ints_arg if args[0] is int else _floats_arg
-    if kind is bool:
-        return _bool_arg
-    return kind
-
-
-def _bool_arg(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _add_config_flags(p: argparse.ArgumentParser, defaults, skip: tuple[str, ...] = ()) -> list[str]:
-    """One flag per field of a frozen config (e.g. TrainConfig), named and documented by the field itself:
-    `--img-size`, and `--no-amp` for a field that defaults to True. Nested configs are set with --set.
-    Returns the field names given flags (read back with `_config_from_flags`)."""
-    import dataclasses
-    import typing
-
-    hints = typing.get_type_hints(type(defaults))
-    names = []
-    for f in dataclasses.fields(defaults):
-        value = getattr(defaults, f.name)
-        if f.name in skip or dataclasses.is_dataclass(value):
-            continue
-        flag, help_ = f.name.replace("_", "-"), f.metadata.get("help", "")
-        if isinstance(value, bool):
-            p.add_argument(f"--{'no-' if value else ''}{flag}", dest=f.name, default=value,
-                           action="store_false" if value else "store_true",
-                           help=f"{help_} [on by default; this flag turns it off]" if value else help_)
-        else:
-            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-            p.add_argument(f"--{flag}", dest=f.name, type=_value_parser(hints[f.name]), default=value,
-                           metavar=f.metadata.get("metavar"),
-                           help=help_ if value is None else f"{help_} (default {shown})")
-        names.append(f.name)
-    return names
-
-
-def _add_set_flag(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help=f"set any {what} field, nested ones by a dotted path (e.g. loss.box=1.5); repeatable")
-
-
-def _config_from_flags(defaults, args, names: list[str]):
-    """The config the flags describe: `defaults` with each flag's value, then the --set overrides."""
-    import dataclasses
-
-    cfg = dataclasses.replace(defaults, **{n: getattr(args, n) for n in names})
-    for item in args.overrides:
-        cfg = _override(cfg, item)
-    return cfg
-
-
-def _override(cfg, item: str):
-    """cfg with `key.sub=value` applied, the value parsed as the field's type."""
-    import dataclasses
-    import typing
-
-    key, sep, text = item.partition("=")
-    if not sep:
-        raise LeanfaceError(f"--set {item}: expected KEY=VALUE")
-    head, _, rest = key.strip().partition(".")
-    fields = {f.name for f in dataclasses.fields(cfg)}
-    if head not in fields:
-        raise LeanfaceError(f"--set {item}: {type(cfg).__name__} has no field {head!r} "
-                            f"(fields: {', '.join(sorted(fields))})")
-    value = getattr(cfg, head)
-    if dataclasses.is_dataclass(value):
-        if not rest:
-            raise LeanfaceError(f"--set {item}: {head} is a group; set one of its fields, e.g. {head}.<field>=...")
-        return dataclasses.replace(cfg, **{head: _override(value, f"{rest}={text}")})
-    if rest:
-        raise LeanfaceError(f"--set {item}: {head} has no fields")
-    kind = typing.get_type_hints(type(cfg))[head]
-    if text.strip().lower() == "none" and type(None) in typing.get_args(kind):
-        return dataclasses.replace(cfg, **{head: None})
-    try:
-        parsed = _value_parser(kind)(text.strip())
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        raise LeanfaceError(f"--set {item}: {exc}") from None
-    return dataclasses.replace(cfg, **{head: parsed})
-
-
 def _add_train(sub):
     from .train import TrainConfig
 
@@ -981,8 +873,8 @@ def _add_train(sub):
                                       "WIDER_val); embedders: an LFW folder scored beside the dev split")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt exactly")
     p.add_argument("--exist-ok", action="store_true", help="overwrite the run in OUT_DIR (default: refused)")
-    p.set_defaults(_train_flags=_add_config_flags(p, TrainConfig()))
-    _add_set_flag(p, "TrainConfig")
+    p.set_defaults(_train_flags=flags.add_config_flags(p, TrainConfig()))
+    flags.add_set_flag(p, "TrainConfig")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -993,7 +885,7 @@ def _cmd_train(args) -> int:
 
     from .train import TrainConfig, train
 
-    cfg = _config_from_flags(TrainConfig(), args, args._train_flags)
+    cfg = flags.config_from_flags(TrainConfig(), args, args._train_flags)
     result = train(cfg, args.model, args.data, weights=args.weights, val_data=args.val_data,
                    resume=args.resume, exist_ok=args.exist_ok, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
@@ -1095,8 +987,8 @@ def _add_search(sub):
         f"left at them take the embed trial's: epochs {pe.epochs}, batch {pe.batch_size}, lr {pe.lr}, lr steps "
         f"{','.join(map(str, pe.lr_steps))}, warm-up {pe.warmup_iters}, {pe.margin.kind} s {pe.margin.scale:g} "
         f"m {pe.margin.margin:g})")
-    r.set_defaults(_train_flags=_add_config_flags(group, t.train, skip=("seed",) + search.TRIAL_OWNED))
-    _add_set_flag(r, "TrainConfig (proxy training)")
+    r.set_defaults(_train_flags=flags.add_config_flags(group, t.train, skip=("seed",) + search.TRIAL_OWNED))
+    flags.add_set_flag(r, "TrainConfig (proxy training)")
     r.add_argument("--cpus-per-trial", type=float, default=s.cpus_per_trial, help=f"default {s.cpus_per_trial}")
     r.add_argument("--gpus-per-trial", type=float, default=s.gpus_per_trial, help=f"default {s.gpus_per_trial}")
     r.add_argument("--max-concurrent", type=int, default=s.max_concurrent,
@@ -1145,7 +1037,7 @@ def _cmd_search(args) -> int:
         trial = search.TrialSettings(
             data=data, eval_size=args.eval_size, train_images=args.train_images,
             val_images=args.val_images or None, report_every=args.report_every,
-            train=dataclasses.replace(_config_from_flags(proxy, args, args._train_flags), seed=args.seed))
+            train=dataclasses.replace(flags.config_from_flags(proxy, args, args._train_flags), seed=args.seed))
         settings = search.SearchSettings(
             step=args.step, gflops=args.gflops, num_samples=args.num_samples, trial=trial, seed=args.seed,
             eps=args.eps, use_kps=args.use_kps, cpus_per_trial=args.cpus_per_trial,

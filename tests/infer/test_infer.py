@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leanface.cli import main
+from leanface.cli import COMMANDS, main
 from leanface.errors import LeanfaceError
 from leanface.infer import Faces, nms, read_image
 from leanface.models.scrfd import DistanceDecoder
@@ -170,6 +170,13 @@ def test_faces_index_like_a_sequence():
     kept = faces[faces.scores > 0.75]
     assert isinstance(kept, Faces) and len(kept) == 2 and kept.source == "a.jpg" and kept.width == 100
     assert faces[[2]].boxes.tolist() == [[1, 2, 3, 4]] and faces[1:].landmarks.shape == (2, 5, 2)
+
+
+@pytest.mark.parametrize("command", [add.__name__[len("_add_"):] for add, _ in COMMANDS])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0 and f"usage: leanface {command}" in capsys.readouterr().out
 
 
 def test_cli_version(capsys):

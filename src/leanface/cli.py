@@ -791,7 +791,8 @@ def _gallery_add(args) -> int:
 
     from .infer import list_images
     from .recognize import GalleryStore, enrol_photos
-    from .recognize.gallery import enrol_bulk, gallery_files, store_setup
+    from .data.identities import identity_folder
+    from .recognize.gallery import enrol_bulk, store_setup
 
     def report(message: str) -> None:
         nonlocal failures
@@ -801,7 +802,7 @@ def _gallery_add(args) -> int:
     failures = 0
     if args.folder:
         groups: dict[str, list[Path]] = {}
-        for name, file in gallery_files(args.folder, report):
+        for name, file in identity_folder(args.folder, loose="stem", report=report, what="gallery"):
             groups.setdefault(name, []).append(file)
     else:
         files = []

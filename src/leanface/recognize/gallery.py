@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.identities import identity_folder
 from ..errors import LeanfaceError
 from ..files import atomic_write, file_digest
 from ..host import cache_dir
 from ..outputs import GALLERY_CACHE, OutputGuard
-from ..infer import Faces, list_images, read_image
+from ..infer import Faces, read_image
 from .open_set import ImpostorTail
 from .recognizer import Recognizer, primary_face, require_threshold
 from .search_index import SearchIndex
@@ -114,34 +115,12 @@ def _save_cache(path: Path, entries: dict[str, np.ndarray], dim: int) -> None:
         print(f"leanface: {path}: cannot write the gallery cache ({exc.strerror or exc})", file=sys.stderr)
 
 
-def gallery_files(root: str | os.PathLike, report: Callable[[str], None] = lambda m: None) -> list[tuple[str, Path]]:
-    """(identity, image) for every image of the gallery folder, sorted; an identity folder without
-    images is reported and skipped."""
-    root = Path(root)
-    if not root.is_dir():
-        raise LeanfaceError(f"{root}: gallery folder not found (expected a folder of identity sub-folders)")
-    out = []
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            try:
-                out.extend((entry.name, f) for f in list_images(entry))
-            except LeanfaceError as exc:
-                report(f"{exc}; identity {entry.name!r} left out")
-        elif entry.is_file() and entry.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"):
-            out.append((entry.stem, entry))
-    if not out:
-        raise LeanfaceError(f"{root}: no images in the gallery (expected {root}/<identity>/<image>.jpg)")
-    return out
-
-
 def build_gallery(root: str | os.PathLike, recognizer: Recognizer, cache: str | os.PathLike | bool | None = None,
                   report: Callable[[str], None] | None = None) -> Gallery:
     """Enrol every gallery image. cache: a cache file, None for the default one (under
     $XDG_CACHE_HOME/leanface/gallery), False for none. Unusable images are reported one line each."""
     report = report or (lambda message: print(f"leanface: {message}", file=sys.stderr))
-    entries = gallery_files(root, report)
+    entries = identity_folder(root, loose="stem", report=report, what="gallery")
     path = None if cache is False else Path(cache) if cache else cache_dir("gallery") / f"{_setup_key(recognizer)}.npz"
     if cache:  # a file the caller named: never a gallery photo, never a file that is not a gallery cache
         guard = OutputGuard("identify")

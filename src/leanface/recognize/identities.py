@@ -25,9 +25,9 @@ import numpy as np
 
 from ..errors import LeanfaceError
 from .. import host
+from ..data.identities import identity_folder
 from ..files import atomic_write
 from ..infer import DEFAULT_ONNX, DEFAULT_WEIGHTS, Detector, read_image
-from ..infer.image import IMAGE_EXTS
 from .align import align_faces
 from .recognizer import primary_face
 
@@ -74,24 +74,6 @@ class IdentityFaces:
         return self.labels >= 0
 
 
-def identity_files(root: str | os.PathLike) -> list[tuple[str | None, Path]]:
-    """(identity, image) for every image under root/<identity>/ (recursive), sorted; for a flat folder
-    (images directly in root, no identity sub-folder with images) (None, image): unlabelled faces."""
-    root = Path(root)
-    if not root.is_dir():
-        raise LeanfaceError(f"{root}: not a folder (expected root/<identity>/<image> or a folder of photos)")
-    out: list[tuple[str | None, Path]] = []
-    for entry in sorted(root.iterdir()):
-        if entry.is_dir() and not entry.name.startswith("."):
-            out.extend((entry.name, f) for f in sorted(entry.rglob("*"))
-                       if f.suffix.lower() in IMAGE_EXTS and f.is_file())
-    if not out:
-        out = [(None, f) for f in sorted(root.iterdir()) if f.suffix.lower() in IMAGE_EXTS and f.is_file()]
-    if not out:
-        raise LeanfaceError(f"{root}: no images (expected root/<identity>/<image> or a folder of photos)")
-    return out
-
-
 def _cache_key(files: list[tuple[str, Path]], detector_id: str) -> str:
     h = hashlib.sha1(f"{_RECIPE}\0{detector_id}".encode())
     for identity, f in files:
@@ -120,7 +102,7 @@ def load_identity_faces(roots, detector: Detector | None = None, cache_dir: str 
     roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
     if not roots:
         raise LeanfaceError("no identity folder given")
-    listed = [[(None if identity is None else f"{Path(r).name}/{identity}", f) for identity, f in identity_files(r)]
+    listed = [[(None if identity is None else f"{Path(r).name}/{identity}", f) for identity, f in identity_folder(r, loose="unlabelled")]
               for r in roots]
     parts = []
     for root, files in zip(roots, listed):

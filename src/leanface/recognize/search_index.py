@@ -4,7 +4,7 @@ Exact (one NumPy product) while that is fast; past `EXACT_MAX` embeddings an app
 the field's standard library for this (`pip install leanface[gallery]`). The default, "ivfpq": k-means cells
 (IVF) whose members are scanned as 4-bit product-quantised codes with SIMD (faiss's FastScan), and the best
 `REFINE` x k candidates re-scored exactly against the full vectors: at 1 M faces with a real embedder's
-statistics, recall@1 1.00 at 1.5 ms per query on one loaded core, built in 17 s (`bench/bench_gallery.py`).
+statistics, recall@1 0.997 at 1.6 ms per query on one loaded core, built in 22 s (`bench/bench_gallery.py`).
 Also "hnsw" (a navigable graph: slow to build, 13 min at 1 M) and "ivf" (IVF-Flat: exact scan of the cells,
 ~10x slower per query than ivfpq at the same recall). Without faiss the search stays exact (and linear in
 the size).

@@ -7,7 +7,6 @@ whatever runs the network.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Iterable, Sequence
 
@@ -16,8 +15,8 @@ import numpy as np
 from .. import pretrained
 from ..errors import LeanfaceError
 from ..host import available_cores
-from ..models import PRESETS, build_model, config_from_dict, get_config, get_family
-from ..models.registry import ONNX_CONFIG_KEY, untrained_model_check
+from ..models import PRESETS, build_model, get_config, get_family
+from ..models.registry import onnx_config, untrained_model_check
 from .image import as_rgb, read_image
 from .postprocess import postprocess
 from .preprocess import make_batch, place
@@ -69,8 +68,9 @@ class OnnxBackend:
 
 
 def _onnx_config(backend: OnnxBackend, model, path: str):
-    if ONNX_CONFIG_KEY in backend.metadata:
-        return config_from_dict(json.loads(backend.metadata[ONNX_CONFIG_KEY]))
+    cfg = onnx_config(backend.metadata)
+    if cfg is not None:
+        return cfg
     if model is not None:
         cfg = get_config(model) if isinstance(model, str) else model
         expected = len(build_model(cfg).output_names)

@@ -171,6 +171,14 @@ def config_from_dict(d: dict):
     return get_family(d["family"]).config_cls.from_dict(d)
 
 
+def onnx_config(metadata: dict):
+    """The model config a leanface ONNX export carries in its metadata (`export_onnx`), or None for a foreign
+    file; every runtime class reads it here."""
+    import json
+
+    return config_from_dict(json.loads(metadata[ONNX_CONFIG_KEY])) if ONNX_CONFIG_KEY in metadata else None
+
+
 def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 

@@ -6,7 +6,6 @@ metadata (comma-separated RGB), else raw 0-255 pixels (OpenCV SFace's convention
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -15,8 +14,8 @@ import numpy as np
 from .. import pretrained
 from ..errors import LeanfaceError
 from ..infer import onnx_session
-from ..models import config_from_dict, get_family
-from ..models.registry import ONNX_CONFIG_KEY, untrained_model_check
+from ..models import get_family
+from ..models.registry import onnx_config, untrained_model_check
 from .align import align_faces
 
 INPUT_SIZE = 112
@@ -184,7 +183,7 @@ class Embedder:
         self._extra = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
                        for i in self._session.get_inputs()[1:]}
         meta = self._session.get_modelmeta().custom_metadata_map
-        cfg = config_from_dict(json.loads(meta[ONNX_CONFIG_KEY])) if ONNX_CONFIG_KEY in meta else None
+        cfg = onnx_config(meta)
         file_mean = _rgb_triple(meta.get("mean", cfg.mean if cfg is not None else None), "mean")
         file_std = _rgb_triple(meta.get("std", cfg.std if cfg is not None else None), "std")
         if (mean is None and file_mean is None) or (std is None and file_std is None):

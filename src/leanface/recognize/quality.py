@@ -5,7 +5,6 @@ its ONNX export on ONNX Runtime.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -13,8 +12,8 @@ import numpy as np
 from .. import pretrained
 from ..errors import LeanfaceError
 from ..infer import onnx_session
-from ..models import config_from_dict, get_family
-from ..models.registry import ONNX_CONFIG_KEY
+from ..models import get_family
+from ..models.registry import onnx_config
 
 
 # The bundled quality net, trained by us (README: "Faces through video"; training/qualitynet_r1/).
@@ -35,9 +34,9 @@ class QualityScorer:
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
                 raise LeanfaceError(f"{self.weights}: onnxruntime cannot load it ({type(exc).__name__})") from None
             meta = self._session.get_modelmeta().custom_metadata_map
-            if ONNX_CONFIG_KEY not in meta:
+            cfg = onnx_config(meta)
+            if cfg is None:
                 raise LeanfaceError(f"{self.weights}: no leanface config inside; not a leanface quality export")
-            cfg = config_from_dict(json.loads(meta[ONNX_CONFIG_KEY]))
             self._net = None
         else:
             from ..infer.torch_backend import TorchBackend

@@ -10,7 +10,7 @@ from .errors import LeanfaceError
 __version__ = "0.1.0"
 _EXPORTS = {"Detector": "infer", "Faces": "infer", "read_image": "infer", "create_model": "models",
             "list_models": "models", "Embedder": "recognize", "Identifier": "recognize", "Recognizer": "recognize",
-            "build_gallery": "recognize", "pretrained": "pretrained"}
+            "build_gallery": "recognize"}
 __all__ = ["LeanfaceError", "__version__", *_EXPORTS]
 
 

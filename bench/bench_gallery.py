@@ -186,6 +186,11 @@ def fpir(args) -> list[dict]:
     rng = np.random.default_rng(0)
     people = np.unique(lfw.labels)
     counts = np.bincount(lfw.labels)
+    # Enrolled people beyond every multi-photo one are single-photo people, and some must stay out as probes.
+    largest = len(people) - 50
+    if max(args.sizes) > largest:
+        raise SystemExit(f"--sizes: at most {largest} gallery people with this LFW copy ({len(people)} people, "
+                         f"{int((counts[people] >= 2).sum())} with several photos; 50 kept out as non-mated probes)")
     rows = []
     for name, emb in measured.items():
         t0 = time.perf_counter()

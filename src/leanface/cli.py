@@ -135,8 +135,13 @@ def _cmd_info(args) -> int:
         for name in list_models():
             cfg = get_config(name)
             family = get_family(cfg.family)
-            record = {"model": name, "family": family.name, "task": family.task}
-            print(json.dumps(record) if args.json else f"{name:20s} {family.task:9s} {family.name}")
+            presets = {use: {"size": p.size, "letterbox": p.letterbox, "score_thr": p.postprocess.score_thr,
+                             "nms_thr": p.postprocess.nms_thr, "pre_nms_topk": p.postprocess.pre_nms_topk,
+                             "max_faces": p.postprocess.max_faces} for use, p in family.presets.items()}
+            record = {"model": name, "family": family.name, "task": family.task, "presets": presets}
+            shown = "; ".join(f"{use}: " + ", ".join(f"{k} {v}" for k, v in p.items() if v is not None)
+                              for use, p in presets.items())
+            print(json.dumps(record) if args.json else f"{name:20s} {family.task:9s} {family.name:14s} {shown}")
         if not args.json:
             print("(`leanface info NAME` or a pattern such as 'scrfd*': parameters and FLOPs; `leanface models`: "
                   "trained weights)")

@@ -117,7 +117,7 @@ class Detector:
     weights: a leanface .pt checkpoint or an exported/official .onnx file (run with ONNX Runtime).
     preset: which of the family's registered test-time settings fill what is not given here: "detect"
     (confident faces, the default) or "eval" (the family's official WIDER FACE test settings);
-    `leanface models --presets` lists them.
+    `leanface info` lists them.
     size: long side of the network input, at least 32 (640 in every preset); None = original size.
     letterbox: pad to size x size as the official test pipelines do, instead of to a multiple of 32.
     score_thr, nms_thr: candidate score threshold and NMS IoU threshold; max_faces: keep at most this

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from leanface.eval import evaluate, load_ground_truth, present_images, read_predictions
+from leanface.data import load_ground_truth, present_images
+from leanface.eval import evaluate, read_predictions
 
 WIDER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "widerface"
 

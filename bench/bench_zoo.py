@@ -26,7 +26,8 @@ import torch
 
 from leanface import Detector, create_model
 from leanface.benchmark import interleaved_medians
-from leanface.eval import evaluate_detector, load_ground_truth
+from leanface.data import load_ground_truth
+from leanface.eval import evaluate_detector
 from leanface.export import export_onnx
 from leanface.infer import onnx_session
 from leanface.models import get_family, save_checkpoint

@@ -462,7 +462,8 @@ def _cmd_eval(args) -> int:
     from pathlib import Path
 
     from .data.pairs import LFW_IMAGES
-    from .eval import evaluate_detector, evaluate_folder, load_ground_truth, write_report
+    from .data import load_ground_truth
+    from .eval import evaluate_detector, evaluate_folder, write_report
     from .files import file_digest
     from .eval.report import PLOT_NAME, RECORD_NAME
     if args.pairs or (Path(args.data) / "pairs.txt").is_file():

@@ -9,8 +9,8 @@ import pytest
 
 from leanface.cli import main
 from leanface.errors import LeanfaceError
-from leanface.eval import (SETTINGS, WiderGroundTruth, evaluate, evaluate_detector, evaluate_folder,
-                           load_ground_truth, present_images, read_prediction_file, write_prediction_file)
+from leanface.data import SETTINGS, WiderGroundTruth, load_ground_truth, present_images
+from leanface.eval import evaluate, evaluate_detector, evaluate_folder, read_prediction_file, write_prediction_file
 
 WIDER = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "widerface"
 

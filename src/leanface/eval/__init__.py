@@ -5,12 +5,11 @@ from .plots import plot_pr_curves, plot_roc
 from .report import evaluate_detector, write_report
 from .verification import VerificationResult, roc_curve, tar_at_far, verification_protocol
 from .submission import predict_images, read_prediction_file, read_predictions, write_prediction_file
-from .widerface import (SETTINGS, FolderEvaluation, SettingResult, WiderGroundTruth, WiderResult, evaluate,
-                        evaluate_folder, find_val_images, load_ground_truth, present_images, voc_ap)
+from .widerface import FolderEvaluation, SettingResult, WiderResult, evaluate, evaluate_folder, voc_ap
 
 __all__ = [
-    "SETTINGS", "FolderEvaluation", "VerificationResult", "SettingResult", "WiderGroundTruth", "WiderResult", "evaluate",
-    "evaluate_detector", "evaluate_folder", "evaluate_pairs", "plot_roc", "write_verification_report", "find_val_images", "load_ground_truth", "plot_pr_curves",
-    "predict_images", "present_images", "read_prediction_file", "read_predictions", "voc_ap",
+    "FolderEvaluation", "VerificationResult", "SettingResult", "WiderResult", "evaluate",
+    "evaluate_detector", "evaluate_folder", "evaluate_pairs", "plot_roc", "write_verification_report", "plot_pr_curves",
+    "predict_images", "read_prediction_file", "read_predictions", "voc_ap",
     "roc_curve", "tar_at_far", "verification_protocol", "write_prediction_file", "write_report",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 
 from ..files import save_figure
-from .widerface import SETTINGS, WiderResult
+from ..data.wider_gt import SETTINGS
+from .widerface import WiderResult
 
 
 def plot_pr_curves(result: WiderResult, path: str | os.PathLike, title: str = "") -> None:

@@ -12,7 +12,8 @@ from ..errors import LeanfaceError
 from ..files import atomic_write
 from .plots import plot_pr_curves
 from .submission import predict_images
-from .widerface import FolderEvaluation, WiderGroundTruth, evaluate_folder, load_ground_truth, present_images
+from ..data.wider_gt import WiderGroundTruth, load_ground_truth, present_images
+from .widerface import FolderEvaluation, evaluate_folder
 
 RECORD_NAME = "widerface_eval.json"
 PLOT_NAME = "widerface_pr.png"

@@ -102,7 +102,8 @@ def proxy_trial(cfg: SCRFDConfig, settings: TrialSettings, out_dir: str | os.Pat
     fractions on the val subset (not comparable with full-protocol numbers).
     """
     from ..data.readers import load_training_data
-    from ..eval import evaluate_detector, load_ground_truth, present_images
+    from ..data import load_ground_truth, present_images
+    from ..eval import evaluate_detector
     from ..infer import Detector
     from ..train import train
 

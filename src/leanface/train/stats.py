@@ -20,7 +20,7 @@ from ..data.augment import CROP_CHOICES_BASELINE, CROP_CHOICES_SCRFD, AugmentCon
 from ..data.dataset import FaceDataset, image_size, training_faces
 from ..data.readers import ImageFaces, load_training_data
 from ..errors import LeanfaceError
-from ..eval import SETTINGS, load_ground_truth, present_images
+from ..data import SETTINGS, load_ground_truth, present_images
 from ..files import save_figure
 from .assigner import atss_assign, make_anchors
 

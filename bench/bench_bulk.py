@@ -4,7 +4,7 @@
 
 The same WIDER val images (the bundled detector, one thread per worker, 640 long side) go through
 `leanface detect` without --address (one process, one thread) and with --address local --workers 1/2
-(`leanface.infer.bulk.detect_bulk`, a fresh Ray instance per run). Wall time includes Ray's start-up
+(`leanface.app.bulk.detect_bulk`, a fresh Ray instance per run). Wall time includes Ray's start-up
 and the actors' model loading; the start-up is also measured alone (a one-image run) so the steady
 rate can be read off. Medians over the repeats, with min-max. A benchmark, not a test.
 """
@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from leanface.infer.bulk import detect_bulk
-from leanface.infer.detect_files import run_detect
+from leanface.app.bulk import detect_bulk
+from leanface.app.runner import run_detect
 from leanface.infer import Detector
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ import numpy as np
 import onnxruntime as ort
 
 from leanface import Detector, Embedder, create_model
-from leanface.benchmark import interleaved_times
+from leanface.app.benchmark import interleaved_times
 from leanface.eval.report import evaluate_detector
 from leanface.eval.verification import verification_protocol
 from leanface.export import export_int8, export_onnx
@@ -127,7 +127,7 @@ def main() -> int:
 
 
 def embedder_table(tmp: Path, args) -> None:
-    from leanface.train.recognition import lfw_crops
+    from leanface.recognize.identities import pairs_crops
 
     pt = WEIGHTS / "mobilefacenet.pt"
     net = create_model(None, pt)
@@ -145,7 +145,7 @@ def embedder_table(tmp: Path, args) -> None:
     print("|---|---|---|---|---|---|")
     lfw = None
     if not args.skip_accuracy and (LFW / "pairs.txt").is_file():
-        lfw = lfw_crops(LFW)
+        lfw = pairs_crops(LFW)
     for name, emb, k in (("float", ef, "f"), ("int8", eq, "q")):
         cell = "| - | - |"
         if lfw is not None:

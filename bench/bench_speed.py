@@ -21,7 +21,7 @@ import onnxruntime as ort
 import torch
 
 from leanface import Detector, create_model
-from leanface.benchmark import interleaved_medians
+from leanface.app.benchmark import interleaved_medians
 from leanface.export import export_onnx
 from leanface.infer import onnx_session
 from leanface.models import save_checkpoint

@@ -25,7 +25,7 @@ import onnxruntime as ort
 import torch
 
 from leanface import Detector, create_model
-from leanface.benchmark import interleaved_medians
+from leanface.app.benchmark import interleaved_medians
 from leanface.data import load_ground_truth
 from leanface.eval import evaluate_detector
 from leanface.export import export_onnx

@@ -14,7 +14,8 @@ import torch
 
 from leanface import Embedder
 from leanface.models import config_from_dict, create_model, save_checkpoint
-from leanface.train.recognition import lfw_crops, score_pairs
+from leanface.recognize.identities import pairs_crops
+from leanface.train.recognition import score_pairs
 
 LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw"
 
@@ -33,7 +34,7 @@ def main() -> int:
     net.load_state_dict(state)
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(Path(tmp) / "e.pt", cfg, net.state_dict())
-        r = score_pairs(Embedder(Path(tmp) / "e.pt", threads=2), lfw_crops(LFW))
+        r = score_pairs(Embedder(Path(tmp) / "e.pt", threads=2), pairs_crops(LFW))
     if r is None:
         print(f"{sys.argv[1]}: epoch {ck['epoch']}: non-finite embeddings (diverged)")
         return 1

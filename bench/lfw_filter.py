@@ -25,8 +25,8 @@ TEACHER = ROOT / ".cache/peers/face_recognition_sface_2021dec_int8bq.onnx"
 
 
 def main() -> int:
-    from leanface.recognize.identities import load_identity_faces
-    from leanface.train.recognition import filter_pool, lfw_crops, max_cosine, teacher_embeddings
+    from leanface.recognize.identities import load_identity_faces, pairs_crops
+    from leanface.train.recognition import filter_pool, max_cosine, teacher_embeddings
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pools", required=True, help="comma-separated training roots")
@@ -41,7 +41,7 @@ def main() -> int:
         if not Path(path).exists():
             print(f"lfw_filter: {path} not found", file=sys.stderr)
             return 1
-    lfw = teacher_embeddings(args.teacher, lfw_crops(args.lfw)[0], 128, flips=False)[:, 0]
+    lfw = teacher_embeddings(args.teacher, pairs_crops(args.lfw)[0], 128, flips=False)[:, 0]
     others = load_identity_faces([args.known_others])
     other_max = max_cosine(teacher_embeddings(args.teacher, others.crops, 128, flips=False)[:, 0], lfw)
     threshold = float(np.quantile(other_max, 1 - args.rate))

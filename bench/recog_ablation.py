@@ -236,10 +236,10 @@ def main() -> int:
         print(f"skipped: {LFW} is absent")
         return 0
     from leanface.errors import LeanfaceError
-    from leanface.train.recognition import lfw_crops
+    from leanface.recognize.identities import pairs_crops
 
     try:
-        lfw = lfw_crops(LFW)
+        lfw = pairs_crops(LFW)
         rows = []
         for model in args.models.split(","):
             for variant in variants:

@@ -10,7 +10,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "leanface"
 
 # unit -> the units it may import (its own unit always). Leaves are shared utilities.
-LEAVES = {"errors", "files", "outputs", "boxes", "images", "cluster", "pretrained", "host", "serial", "flags"}
+LEAVES = {"errors", "files", "outputs", "boxes", "images", "cluster", "pretrained", "host", "serial", "flags", "tasks"}
 ALLOWED = {
     "errors": set(),
     "files": {"errors"},
@@ -22,16 +22,17 @@ ALLOWED = {
     "host": set(),
     "serial": {"errors"},
     "flags": {"errors"},
+    "tasks": {"errors"},
     "models": LEAVES,
     "data": LEAVES | {"models"},
     "infer": LEAVES | {"models"},
     "recognize": LEAVES | {"models", "infer", "data"},
     "eval": LEAVES | {"models", "infer", "data", "recognize"},
     "export": LEAVES | {"models", "infer"},
-    "benchmark": LEAVES | {"models", "infer"},
+    "app": LEAVES | {"models", "infer", "data", "recognize"},
     "train": LEAVES | {"models", "data", "eval", "infer", "recognize"},
     "search": LEAVES | {"models", "data", "eval", "infer", "recognize", "train"},
-    "cli": LEAVES | {"models", "data", "eval", "infer", "recognize", "export", "benchmark", "train", "search"},
+    "cli": LEAVES | {"models", "data", "eval", "infer", "recognize", "export", "app", "train", "search"},
     "__init__": LEAVES | {"models", "infer", "export", "recognize"},
     "__main__": {"cli"},
 }

@@ -45,7 +45,7 @@ def test_readme_table_is_generated_from_the_table():
 def test_models_json_lists_the_bundled_detector_and_embedder(capsys):
     assert main(["models", "--json"]) == 0
     records = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    for name, task in (("scrfd_500m_kps", "detection"), ("mobilefacenet", "embed")):
+    for name, task in (("scrfd_500m_kps", "detect"), ("mobilefacenet", "embed")):
         r = records[name]
         assert r["task"] == task and len(r["sha256"]) == 64 and r["file"] and r["terms"]
         assert r["metrics"] and all({"name", "value", "dataset", "command"} <= set(m) for m in r["metrics"])
@@ -54,9 +54,9 @@ def test_models_json_lists_the_bundled_detector_and_embedder(capsys):
 
 
 def test_runtime_defaults_come_from_the_table():
-    assert DEFAULT_ONNX == pretrained.default("detection").path
-    assert DEFAULT_WEIGHTS == pretrained.default("detection").checkpoint_path
-    assert Detector().weights == str(pretrained.default("detection").path)
+    assert DEFAULT_ONNX == pretrained.default("detect").path
+    assert DEFAULT_WEIGHTS == pretrained.default("detect").checkpoint_path
+    assert Detector().weights == str(pretrained.default("detect").path)
     assert Embedder().weights == str(pretrained.default("embed").path)
 
 

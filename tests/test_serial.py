@@ -11,7 +11,7 @@ from leanface.models import config_from_dict, get_config, list_models
 from leanface.models.config import MobileNetConfig, ResNetConfig
 from leanface.recognize.open_set import ImpostorTail
 from leanface.search.driver import SearchSettings
-from leanface.train.loop import TrainConfig
+from leanface.train.config import TrainConfig
 
 from .conftest import ROOT
 

@@ -255,7 +255,7 @@ def _add_detect(sub):
 
 
 def _cmd_detect(args) -> int:
-    from .infer.detect_files import plan_detect, run_bulk
+    from .app.runner import plan_detect, run_bulk
 
     from .outputs import OutputGuard
 
@@ -290,7 +290,7 @@ def _add_demo(sub):
 
 
 def _cmd_demo(args) -> int:
-    from .infer.detect_files import run_demo
+    from .app.runner import run_demo
 
     return run_demo(model=args.model, weights=args.weights, save_dir=args.save_dir, exist_ok=args.exist_ok)
 
@@ -372,7 +372,7 @@ def _add_bench(sub):
 
 
 def _cmd_bench(args) -> int:
-    from .benchmark import bench_detector
+    from .app.benchmark import bench_detector
     from .infer import sample_image
 
     import os
@@ -395,7 +395,7 @@ def _cmd_bench(args) -> int:
 
 
 def _bench_embedder(args, image) -> int:
-    from .benchmark import bench_embedder
+    from .app.benchmark import bench_embedder
     from . import pretrained
     from .models import list_models
     from .recognize import Embedder, Recognizer
@@ -613,7 +613,7 @@ def _recognizer_inputs(guard, args) -> None:
 
 
 def _cmd_embed(args) -> int:
-    from .infer.detect_files import plan_detect
+    from .app.runner import plan_detect
     from .outputs import OutputGuard
 
     guard = OutputGuard("embed", exist_ok=args.exist_ok, resume=args.resume)
@@ -667,7 +667,7 @@ def _add_identify(sub):
 
 
 def _cmd_identify(args) -> int:
-    from .infer.detect_files import plan_detect
+    from .app.runner import plan_detect
     from .outputs import GALLERY_CACHE, OutputGuard
     from .recognize import Identifier, build_gallery, open_store_gallery, require_threshold
 
@@ -798,7 +798,8 @@ def _gallery_add(args) -> int:
     from .infer import list_images
     from .recognize import GalleryStore, enrol_photos
     from .data.identities import identity_folder
-    from .recognize.gallery import enrol_bulk, store_setup
+    from .app.bulk import enrol_bulk
+    from .recognize.gallery import store_setup
 
     def report(message: str) -> None:
         nonlocal failures
@@ -892,7 +893,7 @@ def _cmd_train(args) -> int:
 
     from .train import TrainConfig, train
 
-    cfg = flags.config_from_flags(TrainConfig(), args, args._train_flags)
+    cfg = flags.config_from_flags(TrainConfig(), args, args._train_flags, args.overrides)
     result = train(cfg, args.model, args.data, weights=args.weights, val_data=args.val_data,
                    resume=args.resume, exist_ok=args.exist_ok, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
@@ -955,8 +956,8 @@ def _cmd_stats(args) -> int:
 def _add_search(sub):
     from . import search
     from .search import SearchSettings, TrialSettings
+    from .train import TrainConfig
 
-    s, t = SearchSettings(step=1, gflops=0.5, num_samples=16, trial=TrialSettings(data="")), TrialSettings(data="")
     p = sub.add_parser("search", help="FLOPs-budgeted architecture search on Ray Tune (SCRFD computation "
                                       "redistribution), and its bootstrap analysis")
     steps = p.add_subparsers(dest="search_command", required=True)
@@ -965,47 +966,24 @@ def _add_search(sub):
     r.add_argument("--resume", action="store_true", help="continue a killed search: finished trials are kept")
     r.add_argument("--address", help="existing Ray cluster ('auto', or head-ip:6379); default: Ray on this machine")
     r.add_argument("--dry-run", action="store_true", help="only sample and print the candidates (no Ray, no files)")
-    r.add_argument("--task", choices=("detect", "embed"), default=s.task,
-                   help="detect: SCRFD configs (budget at 640x480, objective hard AP); embed: MobileFaceNet-type "
-                        "embedders (budget in G multiply-adds at 112x112, objective dev-split verification accuracy; "
-                        "proxy-training flags not given take the embed proxy's defaults)")
-    r.add_argument("--step", type=int, choices=(1, 2), default=s.step,
-                   help="1: backbone only (neck/head fixed); 2: whole network around --template")
-    r.add_argument("--gflops", type=float, help="FLOPs budget: G at 640x480 for detect (e.g. 0.5), G multiply-adds "
-                                                "at 112x112 for embed (e.g. 0.25)")
-    r.add_argument("--eps", type=float, default=s.eps, help=f"accepted relative FLOPs deviation (default {s.eps})")
-    r.add_argument("--num-samples", type=int, default=s.num_samples,
-                   help=f"candidates = trials (default {s.num_samples})")
     r.add_argument("--template", help="step 2: a step-1 run folder (its best trial), a JSON config or a zoo name")
-    r.add_argument("--seed", type=int, default=s.seed, help="seed of the candidate sampler and of every trial's training")
-    r.add_argument("--use-kps", action="store_true", help="heads with 5-point landmarks")
-    r.add_argument("--data", help="detect: WIDER-layout root (trains on WIDER_train, evaluates on WIDER_val); "
-                                  "embed: identity folders DIR[,DIR...] (dev split held back by identity)")
-    r.add_argument("--eval-size", type=int, default=t.eval_size, help=f"evaluation long side (default {t.eval_size})")
-    r.add_argument("--train-images", type=int, help="train on this many images (default all)")
-    r.add_argument("--val-images", type=int, default=t.val_images,
-                   help=f"evaluate on this many val images (default {t.val_images}; 0: all)")
-    r.add_argument("--report-every", type=int, default=t.report_every,
-                   help="evaluate every N epochs (needed by --asha; default 0: only at the end)")
-    # The proxy training: every TrainConfig field, with the trial's defaults (--seed above seeds it too).
-    pe = search.PROXY_EMBED_TRAIN
-    group = r.add_argument_group(
-        "proxy training (TrainConfig fields; defaults: the detection trial's below; with --task embed, flags "
-        f"left at them take the embed trial's: epochs {pe.epochs}, batch {pe.batch_size}, lr {pe.lr}, lr steps "
-        f"{','.join(map(str, pe.lr_steps))}, warm-up {pe.warmup_iters}, {pe.margin.kind} s {pe.margin.scale:g} "
-        f"m {pe.margin.margin:g})")
-    r.set_defaults(_train_flags=flags.add_config_flags(group, t.train, skip=("seed",) + search.TRIAL_OWNED))
-    flags.add_set_flag(r, "TrainConfig (proxy training)")
-    r.add_argument("--cpus-per-trial", type=float, default=s.cpus_per_trial, help=f"default {s.cpus_per_trial}")
-    r.add_argument("--gpus-per-trial", type=float, default=s.gpus_per_trial, help=f"default {s.gpus_per_trial}")
-    r.add_argument("--max-concurrent", type=int, default=s.max_concurrent,
-                   help="trials at once (default 0: as many as the resources allow)")
-    r.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA) at their evaluations")
-    r.add_argument("--asha-grace", type=int, default=s.asha_grace,
-                   help=f"evaluations before ASHA may stop a trial (default {s.asha_grace})")
+    # SearchSettings' and TrialSettings' own flags, from their fields; the three below are not plain values.
+    r.add_argument("--gflops", type=float, help=flags.help_of(SearchSettings, "gflops"))
+    r.add_argument("--data", help=flags.help_of(TrialSettings, "data"))
     r.add_argument("--reference", action="append", default=[], dest="references", metavar="MODEL",
-                   help="also train this zoo model (or JSON config) under the same proxy, to compare with; "
-                        "repeatable")
+                   help=flags.help_of(SearchSettings, "references") + "; repeatable")
+    defaults = SearchSettings(gflops=0.0, trial=TrialSettings(data=""))
+    r.set_defaults(_search_flags=flags.add_config_flags(r, defaults),
+                   _trial_flags=flags.add_config_flags(r, defaults.trial))
+    # The proxy training: every TrainConfig field; what is not given comes from the task's proxy.
+    proxies = {name: search.search_space(name).proxy for name in search.SEARCH_TASKS}
+    group = r.add_argument_group(
+        "proxy training (TrainConfig fields; not given: the task's proxy, " + "; ".join(
+            f"{name}: epochs {c.epochs}, batch {c.batch_size}, lr {c.lr:g}, size {c.img_size}"
+            for name, c in proxies.items()) + "; --seed seeds it too)")
+    r.set_defaults(_train_flags=flags.add_config_flags(group, TrainConfig(), skip=("seed",) + search.TRIAL_OWNED,
+                                                       unset=True))
+    flags.add_set_flag(r, "TrainConfig (proxy training)")
     a = steps.add_parser("analyze", help="bootstrap the compute-ratio ranges of the best models; export the best")
     a.add_argument("run_dir", help="search run folder")
     a.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples (default 10000)")
@@ -1032,34 +1010,19 @@ def _cmd_search(args) -> int:
         if args.step == 2 and args.template is None:
             raise LeanfaceError("step 2 needs --template (a step-1 run folder, a JSON config or a zoo name)")
         template = search.resolve_template(args.template) if args.step == 2 else None
-        base = search.TrialSettings(data="")
-        proxy = base.train
-        if args.task == "embed":  # flags left at the detection proxy's defaults take the embed proxy's
-            proxy = search.PROXY_EMBED_TRAIN
-            for name in args._train_flags:
-                if getattr(args, name) == getattr(base.train, name):
-                    setattr(args, name, getattr(proxy, name))
+        space = search.search_space(args.task)
         data = (",".join(str(Path(p).resolve()) for p in args.data.split(",")) if args.task == "embed"
                 else str(Path(args.data).resolve())) if args.data else ""
-        trial = search.TrialSettings(
-            data=data, eval_size=args.eval_size, train_images=args.train_images,
-            val_images=args.val_images or None, report_every=args.report_every,
-            train=dataclasses.replace(flags.config_from_flags(proxy, args, args._train_flags), seed=args.seed))
-        settings = search.SearchSettings(
-            step=args.step, gflops=args.gflops, num_samples=args.num_samples, trial=trial, seed=args.seed,
-            eps=args.eps, use_kps=args.use_kps, cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, asha=args.asha,
-            asha_grace=args.asha_grace, references=tuple(args.references), task=args.task)
-        if args.dry_run and args.task == "embed":
-            from .search.embed_space import sample_embedders
-
-            print(sample_embedders(settings.gflops, settings.num_samples, seed=settings.seed, eps=settings.eps,
-                                   prefix=Path(args.run_dir).name).format())
-            return 0
+        proxy = flags.config_from_flags(dataclasses.replace(space.proxy, seed=args.seed), args, args._train_flags,
+                                        args.overrides)
+        trial = flags.config_from_flags(search.TrialSettings(data=data, train=proxy), args, args._trial_flags)
+        # 0 images: all of them (None), as the help says.
+        trial = dataclasses.replace(trial, train_images=trial.train_images or None, val_images=trial.val_images or None)
+        settings = flags.config_from_flags(search.SearchSettings(gflops=args.gflops, trial=trial,
+                                                                 references=tuple(args.references)),
+                                           args, args._search_flags)
         if args.dry_run:
-            print(search.sample_candidates(settings.step, settings.gflops, settings.num_samples, seed=settings.seed,
-                                           eps=settings.eps, template=template, use_kps=settings.use_kps,
-                                           prefix=Path(args.run_dir).name).format())
+            print(space.sample(settings, template, Path(args.run_dir).name).format())
             return 0
     records = search.run_search(args.run_dir, None if args.resume else settings, template=template,
                                 resume=args.resume, address=args.address)

@@ -11,6 +11,12 @@ import typing
 from .errors import LeanfaceError
 
 
+def option(default=dataclasses.MISSING, help: str = "", **kw):
+    """A config field with its help, the docs of the Python argument and of its flag (no default: a required
+    field). kw: `metavar`, `choices`, `flag=False` (a field the command line sets its own way)."""
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
 def _floats_arg(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
@@ -45,26 +51,30 @@ def _bool_arg(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_config_flags(p: argparse.ArgumentParser, defaults, skip: tuple[str, ...] = ()) -> list[str]:
+def add_config_flags(p: argparse.ArgumentParser, defaults, skip: tuple[str, ...] = (), unset: bool = False) -> list[str]:
     """One flag per field of a frozen config (e.g. TrainConfig), named and documented by the field itself:
-    `--img-size`, and `--no-amp` for a field that defaults to True. Nested configs are set with --set.
+    `--img-size`, and `--no-amp` for a field that defaults to True. Nested configs are set with --set; fields
+    marked `flag=False` are the command's own. unset: every flag defaults to "not given" (None; booleans get
+    --x and --no-x), for configs whose defaults are chosen later (the search's proxy training, by task).
     Returns the field names given flags (read back with `config_from_flags`)."""
     hints = typing.get_type_hints(type(defaults))
     names = []
     for f in dataclasses.fields(defaults):
         value = getattr(defaults, f.name)
-        if f.name in skip or dataclasses.is_dataclass(value):
+        if f.name in skip or dataclasses.is_dataclass(value) or not f.metadata.get("flag", True):
             continue
         flag, help_ = f.name.replace("_", "-"), f.metadata.get("help", "").replace("%", "%%")  # argparse formats it
-        if isinstance(value, bool):
+        extra = {k: f.metadata[k] for k in ("metavar", "choices") if k in f.metadata}
+        if isinstance(value, bool) and unset:
+            p.add_argument(f"--{flag}", dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_)
+        elif isinstance(value, bool):
             p.add_argument(f"--{'no-' if value else ''}{flag}", dest=f.name, default=value,
                            action="store_false" if value else "store_true",
                            help=f"{help_} [on by default; this flag turns it off]" if value else help_)
         else:
             shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-            p.add_argument(f"--{flag}", dest=f.name, type=_value_parser(hints[f.name]), default=value,
-                           metavar=f.metadata.get("metavar"),
-                           help=help_ if value is None else f"{help_} (default {shown})")
+            p.add_argument(f"--{flag}", dest=f.name, type=_value_parser(hints[f.name]), default=None if unset else value,
+                           help=help_ if value is None or unset else f"{help_} (default {shown})", **extra)
         names.append(f.name)
     return names
 
@@ -74,10 +84,15 @@ def add_set_flag(p: argparse.ArgumentParser, what: str) -> None:
                    help=f"set any {what} field, nested ones by a dotted path (e.g. loss.box=1.5); repeatable")
 
 
-def config_from_flags(defaults, args, names: list[str]):
-    """The config the flags describe: `defaults` with each flag's value, then the --set overrides."""
-    cfg = dataclasses.replace(defaults, **{n: getattr(args, n) for n in names})
-    for item in args.overrides:
+def help_of(cls, name: str) -> str:
+    """The help of a config class's field (its flag's, and its Python argument's)."""
+    return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
+
+
+def config_from_flags(defaults, args, names: list[str], overrides: tuple[str, ...] | list[str] = ()):
+    """The config the flags describe: `defaults` with each flag given (not None), then `overrides` (--set)."""
+    cfg = dataclasses.replace(defaults, **{n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    for item in overrides:
         cfg = override(cfg, item)
     return cfg
 

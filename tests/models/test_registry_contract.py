@@ -51,7 +51,7 @@ def _input_hw(cfg) -> tuple[int, int]:
 
 def test_the_registry_holds_every_family():
     assert {get_config(name).family for name in MODELS} == {"scrfd", "eresfd", "extd", "mobilefacenet", "qualitynet"}
-    assert {get_family(get_config(name).family).task for name in MODELS} == {"detection", "embed", "quality"}
+    assert {get_family(get_config(name).family).task for name in MODELS} == {"detect", "embed", "quality"}
     assert len(MODELS) == 18  # 8 SCRFD, EResFD, 3 EXTD, 5 MobileFaceNets, the quality net
 
 
@@ -59,7 +59,7 @@ def test_the_registry_holds_every_family():
 def test_config_round_trip(name):
     cfg = get_config(name)
     family = get_family(cfg.family)
-    assert isinstance(cfg, family.config_cls) and family.task in ("detection", "embed", "quality")
+    assert isinstance(cfg, family.config_cls) and family.task in ("detect", "embed", "quality")
     assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
@@ -89,7 +89,7 @@ def test_export_parity_and_detector_on_the_exported_file(name, tmp_path):
     sess = onnx_session(path, threads=1)
     assert [o.name for o in sess.get_outputs()] == net.output_names
     assert sess.get_inputs()[0].name == "input.1"  # the official SCRFD files' input name, for every family
-    sizes = [(1, (160, 224)), (2, (128, 96))] if get_family(net.cfg.family).task == "detection" else \
+    sizes = [(1, (160, 224)), (2, (128, 96))] if get_family(net.cfg.family).task == "detect" else \
         [(1, _input_hw(net.cfg)), (3, _input_hw(net.cfg))]
     for batch, (h, w) in sizes:
         x = torch.randn(batch, 3, h, w) * 50
@@ -98,7 +98,7 @@ def test_export_parity_and_detector_on_the_exported_file(name, tmp_path):
         for a, b in zip(ref, sess.run(None, {sess.get_inputs()[0].name: x.numpy()})):
             assert a.shape == b.shape
             assert np.abs(a - b).max() < 2e-3 * max(1.0, float(np.abs(a).max()))
-    if get_family(net.cfg.family).task != "detection":
+    if get_family(net.cfg.family).task != "detect":
         return
     # The exported file alone (its config is in the metadata) detects what the PyTorch model does.
     save_checkpoint(tmp_path / "w.pt", net.cfg, net.state_dict())

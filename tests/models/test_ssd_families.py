@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from leanface.errors import LeanfaceError
-from leanface.boxes import nms, ssd_decode, ssd_encode
+from leanface.boxes import box_iou, nms, ssd_decode, ssd_encode
 from leanface.infer import read_image
 from leanface.models import create_model, get_config, get_family, save_checkpoint
 from leanface.models.importers import import_weights
@@ -156,17 +156,26 @@ def _official_detect(cfg, loc, score, hw):
     return scores[keep], boxes[keep] / np.array([hw[1], hw[0]] * 2, np.float32)
 
 
-def _assert_same_detections(scores, boxes, ref_dets):
-    """Equal up to the order among (near-)tied scores: each official row matches one of ours one-to-one."""
+def _assert_same_detections(scores, boxes, ref_dets, nms_thr: float):
+    """Equal up to the order among (near-)tied scores: each official row matches one of ours one-to-one. One
+    exception, a tie NMS cannot break the same way on every CPU: two overlapping boxes (IoU above the NMS
+    threshold) whose scores differ by under 1e-5, where the official run kept one and ours the other."""
     assert len(scores) == len(ref_dets)
     np.testing.assert_allclose(scores, ref_dets[:, 0], atol=1e-5)
     unused = np.ones(len(scores), bool)
+    unmatched = []
     for s, box in zip(ref_dets[:, 0], ref_dets[:, 1:]):
         cand = np.flatnonzero(unused & (np.abs(scores - s) <= 1e-5))
-        err = np.abs(boxes[cand] - box).max(axis=1)
-        best = cand[np.argmin(err)]
-        assert err.min() < 1e-5
-        unused[best] = False
+        err = np.abs(boxes[cand] - box).max(axis=1) if len(cand) else np.array([np.inf])
+        if err.min() < 1e-5:
+            unused[cand[np.argmin(err)]] = False
+        else:
+            unmatched.append((s, box))
+    for s, box in unmatched:
+        rivals = np.flatnonzero(unused & (np.abs(scores - s) <= 1e-5))
+        iou = box_iou(box[None], boxes[rivals])[0] if len(rivals) else np.zeros(1)
+        assert iou.max() > nms_thr, f"official detection {s:.6f} {box} missing, and no tied rival kept instead"
+        unused[rivals[np.argmax(iou)]] = False
 
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
@@ -174,7 +183,8 @@ def test_final_detections_match_official(runs, name):
     cfg, ref, out = runs[name]
     for (i, hw), (_, loc, _, score) in out.items():
         scores, boxes = _official_detect(cfg, loc, score, hw)
-        _assert_same_detections(scores, boxes, ref[f"{_tag(i, hw)}_dets"])
+        _assert_same_detections(scores, boxes, ref[f"{_tag(i, hw)}_dets"],
+                                get_family(cfg.family).preset("eval").postprocess.nms_thr)
 
 
 def test_decode_by_hand():

@@ -218,6 +218,31 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     assert "search.json: not found" in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_settings_come_from_the_config_classes(tmp_path, monkeypatch):
+    """Every flag of `search run` sets its SearchSettings / TrialSettings / TrainConfig field; proxy-training
+    flags not given take the task's proxy, and a flag given keeps its value even where it equals the other
+    task's default (an embed search may ask for 8 epochs, the detection proxy's)."""
+    import leanface.search as search
+
+    seen = []
+    monkeypatch.setattr(search, "run_search", lambda run_dir, settings, **kw: seen.append(settings) or [])
+    folder = tmp_path / "ids"
+    folder.mkdir()
+    assert main(["search", "run", str(tmp_path / "e"), "--task", "embed", "--gflops", "0.03", "--data", str(folder),
+                 "--epochs", "8", "--lr", "0.02", "--asha", "--report-every", "2", "--val-images", "0",
+                 "--seed", "3", "--no-amp", "--set", "margin.scale=16"]) == 0
+    s = seen[-1]
+    embed = search.search_space("embed").proxy
+    assert (s.task, s.gflops, s.asha, s.seed) == ("embed", 0.03, True, 3)
+    assert (s.trial.report_every, s.trial.val_images, s.trial.data) == (2, None, str(folder.resolve()))
+    assert (s.trial.train.epochs, s.trial.train.lr, s.trial.train.amp, s.trial.train.seed) == (8, 0.02, False, 3)
+    assert s.trial.train.batch_size == embed.batch_size and s.trial.train.lr_steps == embed.lr_steps
+    assert s.trial.train.margin == search.PROXY_EMBED_TRAIN.margin.__class__(
+        **{**search.PROXY_EMBED_TRAIN.margin.__dict__, "scale": 16.0})
+    assert main(["search", "run", str(tmp_path / "d"), "--gflops", "0.5", "--data", str(tmp_path)]) == 0
+    assert seen[-1].trial.train == search.PROXY_TRAIN  # no flag given: the detection proxy as it is
+
+
 def test_real_trial_end_to_end(tmp_path):
     """A sampled model trains (1 epoch, 2 images, 128 px) and is scored by the WIDER protocol on 2 val images."""
     data = need(WIDER)

@@ -120,7 +120,7 @@ def test_the_lfw_filter_removes_a_face_equal_to_an_lfw_face(pools, sface, monkey
     faces = load_identity_faces([labelled, flat], progress=False)
     # The "LFW" of this test: one photo that is also in the unlabelled pool, and a photo of a labelled person.
     lfw = np.stack([faces.crops[-1], faces.crops[0]])
-    monkeypatch.setattr(recognition, "lfw_crops", lambda root: (lfw, None))
+    monkeypatch.setattr(recognition, "pairs_crops", lambda root: (lfw, None))
     keep, pools_out = recognition.filter_pool(faces, [str(labelled), str(flat)], str(sface), "lfw", 0.6, 128,
                                               progress=False)
     assert not keep[-1] and not keep[0]

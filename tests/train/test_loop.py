@@ -77,11 +77,12 @@ def test_resume_equals_uninterrupted_run(wider_train, tmp_path, model, procs):
 
 
 def test_default_cpu_path_is_the_fast_one(monkeypatch):
-    from leanface.train.loop import autocast_dtype, cpu_has_bf16, resolve_procs
+    from leanface.train.cpu import autocast_dtype, cpu_has_bf16
+    from leanface.train.processes import resolve_procs
 
     cpu = torch.device("cpu")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr("leanface.train.loop.available_cores", lambda: 2)
+    monkeypatch.setattr("leanface.train.processes.available_cores", lambda: 2)
     assert resolve_procs(TrainConfig(batch_size=8), cpu) == 2  # one single-thread rank per core
     assert resolve_procs(TrainConfig(batch_size=7), cpu) == 1  # the batch must split evenly
     assert resolve_procs(TrainConfig(batch_size=8, procs=4), cpu) == 4
@@ -169,7 +170,7 @@ def test_cpu_convolution_reroutes_keep_the_arithmetic():
     channels_last backward crashed PyTorch 2.13 on an AMD EPYC): same outputs and gradients as the plain
     float32 layers."""
     from leanface.models import build_model, get_config
-    from leanface.train.loop import reroute_cpu_convolutions
+    from leanface.train.cpu import reroute_cpu_convolutions
 
     net = build_model(get_config("scrfd_500m_kps"))
     keys = list(net.state_dict())
@@ -198,7 +199,8 @@ def test_cpu_convolution_reroutes_keep_the_arithmetic():
 
 
 def test_epochs_of_n_samples_cover_every_sample_once_per_pass_split_over_ranks():
-    from leanface.train.loop import _SliceKeys, _check
+    from leanface.train.config import check as _check
+    from leanface.train.loop import _SliceKeys
 
     n, per_epoch, world = 10, 4, 2
     seen = []  # the stream in position order; a pass of 10 ends inside epoch 2

@@ -24,8 +24,8 @@ from .results import Faces
 
 # The bundled detector (leanface.pretrained): its checkpoint and its ONNX export, which runs by default
 # (`leanface export scrfd_500m_kps --weights DEFAULT_WEIGHTS -o DEFAULT_ONNX`; tests check they agree).
-DEFAULT_WEIGHTS = pretrained.default("detection").checkpoint_path
-DEFAULT_ONNX = pretrained.default("detection").path
+DEFAULT_WEIGHTS = pretrained.default("detect").checkpoint_path
+DEFAULT_ONNX = pretrained.default("detect").path
 
 
 def onnx_session(path: str | os.PathLike | bytes, threads: int | None = None):
@@ -157,7 +157,7 @@ class Detector:
             self.config = self.backend.net.cfg
         self.weights = None if weights is None else str(weights)
         family = get_family(self.config.family)
-        if family.task != "detection":
+        if family.task != "detect":
             raise LeanfaceError(f"{self.config.name} is not a face detector (its task is {family.task!r})")
         chosen = family.preset(preset)
         self.size = chosen.size if size == "preset" else size

@@ -33,7 +33,7 @@ class EResFDConfig(SSDFamilyConfig):
             raise ValueError("EResFD's feature aggregation is defined for exactly six levels (five stages)")
 
 
-register_family(Family("eresfd", "detection", EResFDConfig, network("eresfd", "EResFD"), SSDDecoder, SSD_PRESETS))
+register_family(Family("eresfd", "detect", EResFDConfig, network("eresfd", "EResFD"), SSDDecoder, SSD_PRESETS))
 
 
 @register_model

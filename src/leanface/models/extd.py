@@ -37,7 +37,7 @@ class EXTDConfig(SSDFamilyConfig):
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
-register_family(Family("extd", "detection", EXTDConfig, network("extd", "EXTD"), SSDDecoder, SSD_PRESETS))
+register_family(Family("extd", "detect", EXTDConfig, network("extd", "EXTD"), SSDDecoder, SSD_PRESETS))
 
 # Rows of the official mobileFacenet_{32,48,64}_PReLU tables that the detector uses (t, n, s).
 _ROWS_32 = ((1, 1, 1), (2, 2, 1), (4, 2, 1), (2, 2, 2))

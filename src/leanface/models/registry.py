@@ -2,7 +2,7 @@
 
 A family module (scrfd.py, eresfd.py, extd.py) registers itself when `leanface.models` is imported:
 
-    register_family(Family("scrfd", "detection", SCRFDConfig, network("scrfd", "SCRFD"), DistanceDecoder.for_config,
+    register_family(Family("scrfd", "detect", SCRFDConfig, network("scrfd", "SCRFD"), DistanceDecoder.for_config,
                            presets))
 
     @register_model

@@ -61,7 +61,7 @@ def anchor_centres(h: int, w: int, stride: int, anchors: int) -> np.ndarray:
 # eval: the official test config (SCRFD_FACTS 3.3): a 640x640 letterbox, score 0.02, NMS 0.45; mmdet clips
 # decoded boxes to the image before NMS (mmcv NMS, no "+1" pixel) and keeps every detection that survives
 # (max_per_img -1). detect: the official inference class's defaults (score 0.5, NMS 0.4).
-register_family(Family("scrfd", "detection", SCRFDConfig, network("scrfd", "SCRFD"), DistanceDecoder.for_config, {
+register_family(Family("scrfd", "detect", SCRFDConfig, network("scrfd", "SCRFD"), DistanceDecoder.for_config, {
     "detect": Preset(Postprocess(score_thr=0.5, nms_thr=0.4, clip_before_nms=True)),
     "eval": Preset(Postprocess(score_thr=0.02, nms_thr=0.45, clip_before_nms=True), letterbox=True)}))
 

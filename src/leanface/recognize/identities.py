@@ -26,10 +26,11 @@ import numpy as np
 from ..errors import LeanfaceError
 from .. import host
 from ..data.identities import identity_folder
+from ..data.pairs import load_pairs
 from ..files import atomic_write
 from ..infer import DEFAULT_ONNX, DEFAULT_WEIGHTS, Detector, read_image
 from .align import align_faces
-from .recognizer import primary_face
+from .recognizer import centre_crop, primary_face
 
 SIZE = 112
 # Border added around an image where no face was found: at 30% the official SCRFD-0.5GF finds all 150 of
@@ -280,3 +281,52 @@ def dev_pairs(labels: np.ndarray, folds: int = 10, seed: int = 0) -> tuple[np.nd
             same += [s] * len(pairs)
             fold += [f] * len(pairs)
     return np.array(left, np.int64), np.array(right, np.int64), np.array(same, bool), np.array(fold, np.int64)
+
+
+# Test-time detection of LFW photos, as `leanface eval` runs it (leanface.eval.pairs_eval).
+PAIRS_SCORE_THR = 0.3
+
+
+def pairs_crops(root) -> tuple[np.ndarray, tuple]:
+    """Aligned crops of every image of an LFW (or generic pairs) folder, by the bundled detector's main
+    face (the centre crop where none is found), cached; and (left, right, same, fold) index arrays."""
+    pairs = load_pairs(root)
+    images = pairs.images
+    h = hashlib.sha1("\n".join(map(str, images)).encode())
+    cache = host.cache_dir("aligned") / f"pairs_{h.hexdigest()[:16]}.npy"
+    crops = read_array(cache, (len(images), 112, 112, 3))
+    if crops is None:
+        det = Detector(score_thr=PAIRS_SCORE_THR)
+        crops = np.zeros((len(images), 112, 112, 3), np.uint8)
+        for s in range(0, len(images), 16):
+            arrays = [read_image(p) for p in images[s:s + 16]]
+            for k, (rgb, faces) in enumerate(zip(arrays, det.detect(arrays))):
+                j = primary_face(faces)
+                crops[s + k] = centre_crop(rgb, 112) if j is None else align_faces(rgb, faces.landmarks[j:j + 1])[0]
+        write_arrays(cache, crops)
+    index = {p: i for i, p in enumerate(images)}
+    left = np.array([index[p] for p in pairs.left])
+    right = np.array([index[p] for p in pairs.right])
+    return crops, (left, right, pairs.same, pairs.fold)
+
+
+def read_array(path: Path, shape: tuple) -> np.ndarray | None:
+    """A cached array of the expected shape, or None (absent, damaged or stale: recomputed)."""
+    try:
+        out = np.load(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return out if out is not None and out.shape == shape else None
+
+
+def write_arrays(path: Path, arr: np.ndarray | None = None, **arrays: np.ndarray) -> None:
+    """Write one array (.npy) or several by name (.npz) atomically; a cache that cannot be written is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, binary=True) as f:
+            if arr is not None:
+                np.save(f, arr)
+            else:
+                np.savez(f, **arrays)
+    except OSError:
+        pass

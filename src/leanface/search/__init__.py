@@ -3,8 +3,8 @@ trials, bootstrap analysis."""
 from .analysis import SearchAnalysis, analyze_run
 from .bootstrap import BootstrapResult, bootstrap_best
 from .budget import COMPONENTS, ComponentFlops, analytic_flops, measured_flops
-from .driver import (SearchSettings, TrialRecord, collect_trials, load_search, prepare_search, resolve_template,
-                     run_search)
+from .driver import (SEARCH_TASKS, SearchSettings, TrialRecord, collect_trials, load_search, prepare_search,
+                     resolve_template, run_search, search_space)
 from .sampler import Candidate, SampleReport, sample_candidates
 from .space import BackboneSpace, FixedNeckHead, WholeSpace, check_config, gn_groups, make_config
 from .embed_space import (EMBED_COMPONENTS, EmbedCandidate, EmbedderSpace, EmbedFlops, analytic_embed_flops,
@@ -17,5 +17,5 @@ __all__ = [
     "BackboneSpace", "BootstrapResult", "PROXY_TRAIN", "TRIAL_OWNED", "COMPONENTS", "Candidate", "ComponentFlops", "FixedNeckHead", "SampleReport",
     "SearchAnalysis", "SearchSettings", "TrialRecord", "TrialSettings", "WholeSpace", "analytic_flops", "analyze_run",
     "bootstrap_best", "check_config", "collect_trials", "gn_groups", "load_search", "make_config", "measured_flops",
-    "prepare_search", "proxy_result", "proxy_trial", "resolve_template", "run_search", "sample_candidates",
+    "prepare_search", "SEARCH_TASKS", "search_space", "proxy_result", "proxy_trial", "resolve_template", "run_search", "sample_candidates",
 ]

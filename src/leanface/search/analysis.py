@@ -21,10 +21,9 @@ import numpy as np
 from ..errors import LeanfaceError
 from ..files import atomic_write, save_figure
 from ..models.config import SCRFDConfig
-from .bootstrap import BootstrapResult, bootstrap_best
 from .budget import COMPONENTS
-from .driver import TrialRecord, collect_trials, load_search, metric_of
-from .embed_space import EMBED_COMPONENTS
+from .bootstrap import BootstrapResult, bootstrap_best
+from .driver import TrialRecord, collect_trials, load_search, metric_of, search_space
 
 ANALYSIS_DIR = "analysis"
 SUMMARY_NAME = "summary.json"
@@ -33,7 +32,6 @@ BEST_NAME = "best_model.json"
 _LABELS = {"stem": "stem", "c2": "C2 (layer1)", "c3": "C3 (layer2)", "c4": "C4 (layer3)", "c5": "C5 (layer4)",
            "neck": "neck (PAFPN)", "head": "head", "s1": "s1 (28 px)", "s2": "s2 (14 px)", "s3": "s3 (14 px)",
            "s4": "s4 (7 px)", "s5": "s5 (7 px)"}
-_OBJECTIVE = {"hard": "hard AP (val subset)", "dev_acc": "dev verification accuracy"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,8 @@ def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: f
     if len(done) < 2:
         raise LeanfaceError(f"{run}: {len(done)} completed trials; the bootstrap needs at least 2")
     metric = metric_of(settings)
-    components = EMBED_COMPONENTS if settings.task == "embed" else COMPONENTS
+    space = search_space(settings.task)
+    components = space.components
     scores = np.array([r.score for r in done])
     shares = {c: np.array([r.candidate.flops.shares()[c] for r in done]) for c in components}
     ranges = {c: bootstrap_best(shares[c], scores, n_boot=n_boot, fraction=fraction, seed=seed) for c in components}
@@ -100,10 +99,8 @@ def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: f
     with atomic_write(out / BEST_NAME) as f:
         f.write(best_config.to_json() + "\n")
     summary = {
-        "run": str(run), "step": settings.step, "target_gflops": settings.gflops, "task": settings.task, "objective": _OBJECTIVE[metric],
-        **({"subset_note": "dev verification accuracy of short proxy trainings on held-back training identities"}
-           if settings.task == "embed" else
-           {"val_images": settings.trial.val_images, "subset_note": "APs of short proxy trainings on a WIDER val subset"}),
+        "run": str(run), "step": settings.step, "target_gflops": settings.gflops, "task": settings.task, "objective": space.objective,
+        **space.notes(settings),
         "bootstrap": {"n_boot": n_boot, "fraction": fraction, "seed": seed, "statistic": "share of total FLOPs"},
         "trials": _status_counts([r for r in records if not r.reference]),
         "ranges": {c: {**ranges[c].to_dict(), "best_model": best.candidate.flops.shares()[c]} for c in components},
@@ -120,11 +117,10 @@ def analyze_run(run_dir: str | os.PathLike, *, n_boot: int = 10_000, fraction: f
     with atomic_write(out / SUMMARY_NAME) as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
-    budget = (f"{settings.gflops} G multiply-adds at 112x112" if settings.task == "embed"
-              else f"step {settings.step}, {settings.gflops} GFLOPs")
+    budget = space.budget(settings)
     _plot(shares, scores, ranges, best.candidate.flops.shares(), out / PLOT_NAME,
           title=f"{run.resolve().name}: {budget}, {len(done)} trials", components=components,
-          ylabel=_OBJECTIVE[metric])
+          ylabel=space.objective)
     return SearchAnalysis(run, tuple(records), ranges, best, best_config,
                           (out / SUMMARY_NAME, out / PLOT_NAME, out / BEST_NAME), metric, components)
 

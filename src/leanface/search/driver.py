@@ -1,6 +1,6 @@
 """The search driver: sample candidates within the budget, run one Ray Tune trial per candidate.
 
-    settings = SearchSettings(step=1, gflops=0.5, num_samples=16, trial=TrialSettings(data="/data/widerface"))
+    settings = SearchSettings(gflops=0.5, num_samples=16, trial=TrialSettings(data="/data/widerface"))
     records = run_search("runs/search/s1", settings)               # local Ray, or address="host:6379"
     records = run_search("runs/search/s1", resume=True)            # after a kill: finished trials stay done
 
@@ -20,33 +20,33 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..cluster import ray_init
-from .. import serial
+from .. import serial, tasks
 from ..errors import LeanfaceError
+from ..flags import option
 from ..outputs import OutputGuard
 from ..files import atomic_write
 from ..models.config import SCRFDConfig
-from .budget import measured_flops
-from .sampler import Candidate, SampleReport, sample_candidates
-from .trial import TrialSettings, embed_proxy_trial, proxy_trial
+from .sampler import Candidate, SampleReport
+from .trial import TrialSettings
 
 SETTINGS_NAME = "search.json"
 CANDIDATES_NAME = "candidates.jsonl"
 TUNE_NAME = "tune"
 METRIC = "hard"  # the paper's selection criterion: hard-set AP
-# The objective per task: detectors by hard-set AP, embedders by verification accuracy on the dev split.
-METRICS = {"detect": "hard", "embed": "dev_acc"}
 _KEPT = ("epoch", "easy", "medium", "hard", "dev_acc", "loss")
 
 
+SEARCH_TASKS = tasks.with_part("search")
+
+
+def search_space(task: str):
+    """The search space of a task (`spaces.SearchSpace`), from the task table."""
+    return tasks.get(task).load("search")
+
+
 def metric_of(settings: "SearchSettings") -> str:
-    return METRICS[settings.task]
+    return tasks.get(settings.task).metric
 
-
-def candidate_from_dict(d: dict):
-    """A candidates.jsonl line: an SCRFD candidate, or an embedder's (its FLOPs split into s1..s5)."""
-    from .embed_space import EmbedCandidate
-
-    return EmbedCandidate.from_dict(d) if "s1" in d.get("flops", {}) else Candidate.from_dict(d)
 
 TrialFn = Callable[[SCRFDConfig, TrialSettings, Path], Iterable[dict]]
 
@@ -64,24 +64,28 @@ class SearchSettings:
     multiply-adds at 112x112, objective: verification accuracy on held-back identities; step unused).
     """
 
-    step: int
-    gflops: float
-    num_samples: int
-    trial: TrialSettings
-    seed: int = 0
-    eps: float = 0.02
-    use_kps: bool = False
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int = 0
-    asha: bool = False
-    asha_grace: int = 1
-    references: tuple[str, ...] = ()
-    task: str = "detect"
+    gflops: float = option(help="FLOPs budget: G at 640x480 for detect (e.g. 0.5), G multiply-adds at 112x112 "
+                           "for embed (e.g. 0.25)", flag=False)
+    trial: TrialSettings = option(help="the trials: data, proxy training, evaluation", flag=False)
+    step: int = option(1, "1: backbone only (neck/head fixed); 2: whole network around --template", choices=(1, 2))
+    num_samples: int = option(16, "candidates = trials")
+    seed: int = option(0, "seed of the candidate sampler and of every trial's training")
+    eps: float = option(0.02, "accepted relative FLOPs deviation")
+    use_kps: bool = option(False, "heads with 5-point landmarks")
+    cpus_per_trial: float = option(1.0, "CPUs of one trial (Ray resources; fractions allowed)")
+    gpus_per_trial: float = option(0.0, "GPUs of one trial (Ray resources; fractions allowed)")
+    max_concurrent: int = option(0, "trials at once (0: as many as the resources allow)")
+    asha: bool = option(False, "stop weak trials early (ASHA) at their evaluations")
+    asha_grace: int = option(1, "evaluations before ASHA may stop a trial")
+    references: tuple[str, ...] = option((), "zoo models (or JSON configs) trained under the same proxy, to "
+                                             "compare with", flag=False)
+    task: str = option("detect", "detect: SCRFD configs (budget at 640x480, objective hard AP); embed: "
+                       "MobileFaceNet-type embedders (budget in G multiply-adds at 112x112, objective dev-split "
+                       "verification accuracy)", choices=tasks.with_part("search"))
 
     def __post_init__(self):
-        if self.task not in METRICS:
-            raise LeanfaceError(f"search task must be one of {', '.join(METRICS)}, got {self.task!r}")
+        if self.task not in SEARCH_TASKS:
+            raise LeanfaceError(f"search task must be one of {', '.join(SEARCH_TASKS)}, got {self.task!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -131,11 +135,12 @@ def load_search(run_dir: str | os.PathLike) -> tuple[SearchSettings, dict, list[
         raise LeanfaceError(f"{path}: not a leanface search record ({type(exc).__name__}: {exc})") from None
     if not (run / CANDIDATES_NAME).is_file():
         raise LeanfaceError(f"{run / CANDIDATES_NAME}: not found (the search folder is incomplete)")
+    space = search_space(settings.task)
     candidates = []
     with open(run / CANDIDATES_NAME) as f:
         for line_no, line in enumerate(f, 1):
             try:
-                candidates.append(candidate_from_dict(json.loads(line)))
+                candidates.append(space.candidate.from_dict(json.loads(line)))
             except (ValueError, KeyError, TypeError) as exc:
                 raise LeanfaceError(f"{run / CANDIDATES_NAME}:{line_no}: bad candidate ({exc})") from None
     return settings, record["sampler"], candidates
@@ -275,31 +280,8 @@ def prepare_search(run_dir: str | os.PathLike, settings: SearchSettings, templat
     if (run / SETTINGS_NAME).exists():
         raise LeanfaceError(f"{run / SETTINGS_NAME}: a search already exists here; continue it with "
                             f"--resume (resume=True) or pick a new folder")
-    if settings.task == "embed":
-        return _prepare_embed_search(run, settings)
-    if settings.trial.epochs < 1 or settings.trial.train.img_size <= 0 or settings.trial.train.img_size % 32:
-        raise LeanfaceError(f"trials need epochs >= 1 and img_size a multiple of 32 (got {settings.trial.epochs}, "
-                            f"{settings.trial.train.img_size})")
-    if settings.trial.report_every and settings.trial.report_every > settings.trial.epochs:
-        raise LeanfaceError(f"report_every ({settings.trial.report_every}) exceeds epochs ({settings.trial.epochs})")
-    if settings.asha and len(settings.trial.rungs()) < 2:
-        raise LeanfaceError("asha needs at least two evaluations per trial: set report_every below epochs")
-    if not Path(settings.trial.data, "WIDER_val").is_dir():
-        raise LeanfaceError(f"{settings.trial.data}: no WIDER_val folder (trials evaluate on WIDER val)")
-    # Trials run in their own working folders (and on other nodes): the data path must be absolute.
-    data = str(Path(settings.trial.data).resolve())
-    settings = dataclasses.replace(settings, trial=dataclasses.replace(settings.trial, data=data))
-    from ..models.registry import get_config
-
-    references = [get_config(spec) for spec in settings.references]  # fail on a bad name before sampling
-    for spec, cfg in zip(settings.references, references):
-        if not isinstance(cfg, SCRFDConfig):
-            raise LeanfaceError(f"reference {spec!r} is not an SCRFD model (the proxy trains SCRFD configs)")
-    report = sample_candidates(settings.step, settings.gflops, settings.num_samples, seed=settings.seed,
-                               eps=settings.eps, template=template, use_kps=settings.use_kps, prefix=run.name)
-    start = len(report.candidates)
-    extra = [Candidate(start + i, cfg, measured_flops(cfg), reference=True) for i, cfg in enumerate(references)]
-    _write_search(run, settings, report, extra)
+    settings, report, references = search_space(settings.task).prepare(run, settings, template)
+    _write_search(run, settings, report, references)
     return report
 
 
@@ -313,35 +295,6 @@ def _write_search(run: Path, settings: SearchSettings, report, extra: list) -> N
         f.write("\n")
 
 
-def _prepare_embed_search(run: Path, settings: SearchSettings):
-    from ..models.mobilefacenet import MobileFaceNetConfig
-    from ..models.registry import get_config
-    from .embed_space import EmbedCandidate, embed_flops, sample_embedders
-
-    if settings.trial.epochs < 1:
-        raise LeanfaceError(f"trials need epochs >= 1 (got {settings.trial.epochs})")
-    if settings.trial.report_every and settings.trial.report_every > settings.trial.epochs:
-        raise LeanfaceError(f"report_every ({settings.trial.report_every}) exceeds epochs ({settings.trial.epochs})")
-    if settings.asha and len(settings.trial.rungs()) < 2:
-        raise LeanfaceError("asha needs at least two evaluations per trial: set report_every below epochs")
-    roots = [p for p in settings.trial.data.split(",") if p]
-    missing = [p for p in roots if not Path(p).is_dir()]
-    if not roots or missing:
-        raise LeanfaceError(f"{', '.join(missing) or '(none)'}: identity folder not found (--data DIR[,DIR...])")
-    data = ",".join(str(Path(p).resolve()) for p in roots)
-    settings = dataclasses.replace(settings, trial=dataclasses.replace(settings.trial, data=data))
-    references = [get_config(spec) for spec in settings.references]
-    for spec, cfg in zip(settings.references, references):
-        if not isinstance(cfg, MobileFaceNetConfig):
-            raise LeanfaceError(f"reference {spec!r} is not an embedder (the embed proxy trains MobileFaceNets)")
-    report = sample_embedders(settings.gflops, settings.num_samples, seed=settings.seed, eps=settings.eps,
-                              prefix=run.name)
-    start = len(report.candidates)
-    extra = [EmbedCandidate(start + i, cfg, embed_flops(cfg), reference=True) for i, cfg in enumerate(references)]
-    _write_search(run, settings, report, extra)
-    return report
-
-
 def _tune_saved_state(experiment: Path) -> bool:
     """Whether Tune saved an experiment state to resume from (its tuner.pkl comes before any state)."""
     from ray import tune
@@ -351,14 +304,14 @@ def _tune_saved_state(experiment: Path) -> bool:
 
 def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = None, *,
                template: SCRFDConfig | None = None, resume: bool = False, address: str | None = None,
-               trial_fn: TrialFn = proxy_trial, progress: bool = True) -> list[TrialRecord]:
+               trial_fn: TrialFn | None = None, progress: bool = True) -> list[TrialRecord]:
     """Run (or, with resume=True, continue) a search in `run_dir` on Ray Tune; return every trial's record.
 
     New run: `settings` required (and `template` for step 2). Resume: settings come from the folder;
     trials that finished are kept, unfinished ones start again. address: an existing Ray cluster
     ("auto", "host:6379"); None starts Ray on this machine. trial_fn(config, trial settings, out dir)
-    yields metric dicts with "epoch" and the task's objective, "hard" or "dev_acc" (default: `proxy_trial`,
-    or `embed_proxy_trial` for task "embed").
+    yields metric dicts with "epoch" and the task's objective, "hard" or "dev_acc" (default: the task's
+    proxy trial, `spaces.SearchSpace.trial`).
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new console output ignores verbose=0
     try:
@@ -373,8 +326,7 @@ def run_search(run_dir: str | os.PathLike, settings: SearchSettings | None = Non
             raise LeanfaceError("a new search needs settings")
         prepare_search(run, settings, template)
     settings, _, candidates = load_search(run)
-    if settings.task == "embed" and trial_fn is proxy_trial:
-        trial_fn = embed_proxy_trial
+    trial_fn = trial_fn or search_space(settings.task).trial
     metric = metric_of(settings)
     trainable = _make_trainable(candidates, settings, trial_fn)
     # References first: the comparison exists even if the search is cut short. A resumed search never

@@ -20,6 +20,7 @@ from typing import Iterator
 from .. import serial
 from ..errors import LeanfaceError
 from ..files import atomic_write
+from ..flags import option
 from ..models.config import SCRFDConfig
 from ..train import MarginLoss, TrainConfig
 
@@ -46,13 +47,14 @@ class TrialSettings:
     NMS the bottleneck).
     """
 
-    data: str
-    train: TrainConfig = PROXY_TRAIN
-    eval_size: int = 640
-    train_images: int | None = None
-    val_images: int | None = 100
-    report_every: int = 0
-    pre_nms_topk: int | None = 2000
+    data: str = option(help="detect: WIDER-layout root (trains on WIDER_train, evaluates on WIDER_val); embed: "
+                       "identity folders DIR[,DIR...] (dev split held back by identity)", flag=False)
+    train: TrainConfig = option(PROXY_TRAIN, "the proxy training")
+    eval_size: int = option(640, "evaluation long side")
+    train_images: int | None = option(None, "train on this many images (default all)")
+    val_images: int | None = option(100, "evaluate on this many val images (0: all)")
+    report_every: int = option(0, "evaluate every N epochs (needed by --asha; 0: only at the end)")
+    pre_nms_topk: int | None = option(2000, "evaluation NMSes only the k best candidates per image")
 
     @property
     def epochs(self) -> int:

@@ -1,15 +1,17 @@
 """Training: the generic loop (`train(TrainConfig(...), model, data)`), task adapters, per-family losses."""
 from ..boxes import box_iou
 from . import ssd_loss  # noqa: F401  (registers the SSD families' loss)
-from . import quality, recognition  # noqa: F401  (register the quality and embed tasks)
 from .assigner import Anchors, atss_assign, make_anchors
 from .detection import DetectionTask
-from .loop import TrainConfig, TrainResult, WarmupStepSchedule, cpu_has_bf16, register_task, train
+from .adapter import TaskAdapter
+from .config import TrainConfig, TrainResult
+from .cpu import cpu_has_bf16
+from .loop import WarmupStepSchedule, train
 from .margin import MarginLoss, exclusive_regularizer, margin_logits
 from .losses import LossWeights, diou_loss, loss_for, quality_focal_loss, register_loss, scrfd_loss, smooth_l1
 
 __all__ = [
     "Anchors", "DetectionTask", "LossWeights", "MarginLoss", "exclusive_regularizer", "margin_logits", "TrainConfig", "TrainResult", "WarmupStepSchedule", "atss_assign",
-    "box_iou", "cpu_has_bf16", "diou_loss", "loss_for", "make_anchors", "quality_focal_loss", "register_loss", "register_task",
+    "box_iou", "cpu_has_bf16", "diou_loss", "loss_for", "make_anchors", "quality_focal_loss", "register_loss", "TaskAdapter",
     "scrfd_loss", "smooth_l1", "train",
 ]

@@ -17,7 +17,6 @@ from ..data.augment import AugmentConfig
 from ..data.dataset import FaceDataset, collate, training_faces
 from ..data.readers import load_training_data
 from ..errors import LeanfaceError
-from .loop import register_task
 from .losses import loss_for
 
 
@@ -125,4 +124,3 @@ def teacher_targets(outputs: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.concatenate(levels, 1), np.float32))
 
 
-register_task("detection", DetectionTask)

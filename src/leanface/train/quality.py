@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from ..errors import LeanfaceError
 from ..recognize.embedder import DEFAULT_EMBEDDER_ONNX
 from ..recognize.identities import dev_split, load_identity_faces, template_split
-from .loop import register_task
 from .recognition import _roots, teacher_embeddings
 
 
@@ -136,4 +135,3 @@ class QualityTask:
                 f"mean target {c['target_mean']}")
 
 
-register_task("quality", QualityTask)

@@ -22,20 +22,13 @@ import cv2
 import numpy as np
 import torch
 
-from ..data.pairs import load_pairs
 from ..errors import LeanfaceError
 from ..eval.verification import verification_protocol
-from ..files import atomic_write
-from ..infer import Detector, read_image
-from ..recognize import Embedder, align_faces, centre_crop, primary_face
+from ..recognize import Embedder
 from ..host import cache_dir
-from ..recognize.identities import IdentityFaces, dev_pairs, dev_split, load_identity_faces
-from .loop import register_task
+from ..recognize.identities import (IdentityFaces, dev_pairs, dev_split, load_identity_faces, pairs_crops,
+                                   write_arrays)
 from .margin import EmbedderTrainer, margin_loss
-
-# Test-time detection of LFW photos, as `leanface eval` runs it (leanface.eval.pairs_eval).
-_LFW_SCORE_THR = 0.3
-
 
 def _roots(data) -> list[str]:
     if isinstance(data, (list, tuple)):
@@ -226,7 +219,7 @@ class RecognitionTask:
             emb = Embedder(weights, threads=threads, batch_size=128)
             out = {"dev_acc": round(verify_crops(emb, self.dev_faces), 5)}
             if self.val_data is not None:
-                crops, pairs = lfw_crops(self.val_data)
+                crops, pairs = pairs_crops(self.val_data)
                 student = emb.embed(crops)
                 result = score_embeddings(student, pairs)
                 out["lfw_acc"] = float("nan") if result is None else round(result.accuracy, 5)
@@ -264,7 +257,7 @@ def filter_pool(faces: IdentityFaces, roots: list[str], teacher: str | None, exc
     similar = np.zeros(len(faces), bool)
     if exclude is not None:
         emb = teacher_embeddings(teacher, faces.crops, dim, progress=progress, flips=False)[:, 0]
-        ref = teacher_embeddings(teacher, lfw_crops(exclude)[0], dim, progress=progress, flips=False)[:, 0]
+        ref = teacher_embeddings(teacher, pairs_crops(exclude)[0], dim, progress=progress, flips=False)[:, 0]
         similar = max_cosine(emb, ref) > threshold
     pool_of = np.array([_pool_index(f, roots) for f in faces.files])
     lost = {name: (no_face, unreadable) for name, _, no_face, unreadable in faces.pools}
@@ -314,7 +307,7 @@ def verify_crops(embedder, faces: IdentityFaces, seed: int = 0) -> float:
 
 def score_pairs(embedder, crops_and_pairs: tuple):
     """The verification protocol's result for `embedder` on (crops, (left, right, same, fold)), as
-    `lfw_crops` returns them; None when the embeddings are not finite (a diverged model)."""
+    `recognize.identities.pairs_crops` returns them; None when the embeddings are not finite (a diverged model)."""
     crops, pairs = crops_and_pairs
     return score_embeddings(embedder.embed(crops), pairs)
 
@@ -409,53 +402,5 @@ def write_teacher_cache(path: Path, known: TeacherCache, keys: np.ndarray, emb: 
         merged[rows[old]] = np.where(np.isnan(emb[old]), merged[rows[old]], emb[old])
     new = ~old
     union = TeacherCache(np.concatenate([base.keys, keys[new]]), np.concatenate([merged, emb[new]]))
-    _write_npy(path, keys=union.keys, emb=union.emb)
+    write_arrays(path, keys=union.keys, emb=union.emb)
     return union
-
-
-def _read_npy(path: Path, shape: tuple) -> np.ndarray | None:
-    """A cached array of the expected shape, or None (absent, damaged or stale: recomputed)."""
-    try:
-        out = np.load(path) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-    return out if out is not None and out.shape == shape else None
-
-
-def _write_npy(path: Path, arr: np.ndarray | None = None, **arrays: np.ndarray) -> None:
-    """Write one array (.npy) or several by name (.npz) atomically; a cache that cannot be written is skipped."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path, binary=True) as f:
-            if arr is not None:
-                np.save(f, arr)
-            else:
-                np.savez(f, **arrays)
-    except OSError:
-        pass
-
-
-def lfw_crops(root) -> tuple[np.ndarray, tuple]:
-    """Aligned crops of every image of an LFW (or generic pairs) folder, by the bundled detector's main
-    face (the centre crop where none is found), cached; and (left, right, same, fold) index arrays."""
-    pairs = load_pairs(root)
-    images = pairs.images
-    h = hashlib.sha1("\n".join(map(str, images)).encode())
-    cache = cache_dir("aligned") / f"pairs_{h.hexdigest()[:16]}.npy"
-    crops = _read_npy(cache, (len(images), 112, 112, 3))
-    if crops is None:
-        det = Detector(score_thr=_LFW_SCORE_THR)
-        crops = np.zeros((len(images), 112, 112, 3), np.uint8)
-        for s in range(0, len(images), 16):
-            arrays = [read_image(p) for p in images[s:s + 16]]
-            for k, (rgb, faces) in enumerate(zip(arrays, det.detect(arrays))):
-                j = primary_face(faces)
-                crops[s + k] = centre_crop(rgb, 112) if j is None else align_faces(rgb, faces.landmarks[j:j + 1])[0]
-        _write_npy(cache, crops)
-    index = {p: i for i, p in enumerate(images)}
-    left = np.array([index[p] for p in pairs.left])
-    right = np.array([index[p] for p in pairs.right])
-    return crops, (left, right, pairs.same, pairs.fold)
-
-
-register_task("embed", RecognitionTask)

@@ -20,8 +20,8 @@ def median_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> f
 def bench_detector(detector, image, repeats: int = 20) -> dict:
     """Model-only time on the prepared batch and the end-to-end call (read, pre-process, model, decode,
     NMS), timed in alternation so that load on a shared machine hits both alike: medians and spread."""
-    from .infer.image import read_image
-    from .infer.preprocess import make_batch, place
+    from ..infer.image import read_image
+    from ..infer.preprocess import make_batch, place
 
     rgb = read_image(image) if isinstance(image, str) else image
     placement, padded = place(rgb.shape[0], rgb.shape[1], detector.size, detector.letterbox)

@@ -1,4 +1,5 @@
-"""Bulk detection on Ray: image collections too big for one process, spread over a cluster's workers.
+"""Bulk detection on Ray: image collections too big for one process, spread over a cluster's workers; bulk
+gallery enrolment on the same machinery (`enrol_bulk`).
 
 The images are split into shards; Ray actors (one Detector each, one thread each) detect a shard at a
 time and send its records back; the driver writes each shard as one JSON-lines file, atomically
@@ -9,15 +10,21 @@ read (a shared filesystem on a cluster); only the records travel back.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from ..errors import LeanfaceError
 from ..files import atomic_write, check_writable_folder
+from ..infer.results import Faces
+from ..recognize.recognizer import Recognizer, primary_face
 
 SHARD_RE = re.compile(r"^shard-(\d{6})\.jsonl$")
 DEFAULT_SHARD_SIZE = 64
@@ -65,7 +72,7 @@ def _check_folder(folder: Path) -> None:
 
 
 def _make_detector(settings: dict):
-    from .detector import Detector
+    from ..infer.detector import Detector
 
     return Detector(**settings)
 
@@ -80,7 +87,7 @@ class _Worker:
     def run(self, shard: int, paths: list[str]) -> tuple[int, list[str], list[str]]:
         import dataclasses
 
-        from .image import read_image
+        from ..infer.image import read_image
 
         lines, errors = [], []
         step = self.detector.batch_size
@@ -165,3 +172,55 @@ def detect_bulk(images: list[str | os.PathLike], shard_dir: str | os.PathLike, s
         if started:
             ray.shutdown()
     return BulkReport(detected, already, tuple(failed), len(jobs), time.perf_counter() - t0)
+
+
+def recognizer_from_settings(settings: dict) -> Recognizer:
+    """A Recognizer from keyword settings (what a bulk worker builds: module-level, so Ray can ship it)."""
+    return Recognizer(**settings)
+
+
+def enrol_bulk(store, settings: dict, groups: dict[str, list[Path]], shard_dir: str | os.PathLike,
+               address: str, workers: int | None = None, shard_size: int | None = None,
+               report: Callable[[str], None] = lambda m: None) -> tuple[int, int, int]:
+    """Bulk enrolment: every photo detected and embedded on Ray workers into shard files (the bulk detection
+    machinery: sharded, resumable, any cluster), then each photo's main face enrolled under its identity,
+    one transaction per shard; photos already enrolled (by content) are skipped, so a rerun after a kill
+    redoes neither the embedding nor the enrolment. Returns (added, skipped, failed)."""
+    identity = {os.path.abspath(f): name for name, files in groups.items() for f in files}
+    bulk = detect_bulk(list(identity), shard_dir, settings, address=address, workers=workers,
+                       shard_size=shard_size or DEFAULT_SHARD_SIZE, factory=recognizer_from_settings, verb="gallery")
+    failed = len(bulk.failed)
+    enrolled = {name: store.enrolled(name) for name in groups}
+    added = skipped = 0
+    for shard in sorted(Path(shard_dir).glob("shard-*.jsonl")):
+        rows: list[tuple[str, np.ndarray, str, str]] = []
+        for line in shard.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                path = os.path.abspath(rec["image"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            name = identity.get(path)
+            if name is None:  # a shard of another run in the same folder
+                continue
+            try:
+                sha = hashlib.sha1(Path(path).read_bytes()).hexdigest()
+            except OSError as exc:
+                report(f"{path}: cannot read it ({exc.strerror or exc})")
+                failed += 1
+                continue
+            if sha in enrolled[name]:
+                skipped += 1
+                continue
+            faces = Faces.from_dict(rec)
+            k = primary_face(faces)
+            if k is None or faces.embeddings is None:
+                report(f"{path}: no face found; not enrolled")
+                failed += 1
+                continue
+            enrolled[name].add(sha)
+            rows.append((name, faces.embeddings[k], path, sha))
+        if rows:
+            names, emb, src, sha = zip(*rows)
+            added += store.add_many(list(names), np.stack(emb), src, sha)
+    return added, skipped, failed

@@ -19,10 +19,10 @@ from tqdm import tqdm
 from ..errors import LeanfaceError
 from ..files import atomic_write
 from ..outputs import STDOUT, OutputGuard, results_kind
-from .detector import Detector
-from .image import IMAGE_EXTS, is_video, list_images, read_image, sample_image, video_frame_count, video_frames
-from .results import Faces
-from .track import SceneCuts, Tracker, TrackerConfig, score_floor, video_tracker
+from ..infer.detector import Detector
+from ..infer.image import IMAGE_EXTS, is_video, list_images, read_image, sample_image, video_frame_count, video_frames
+from ..infer.results import Faces
+from ..infer.track import SceneCuts, Tracker, TrackerConfig, score_floor, video_tracker
 
 
 def _write_image(path: Path, rgb: np.ndarray) -> None:
@@ -227,7 +227,7 @@ def read_list_file(path: str | os.PathLike) -> tuple[list[Path], list[str]]:
 def run_bulk(settings: dict, paths: list[str], shard_dir: str, address: str, workers: int | None = None,
              shard_size: int | None = None) -> int:
     """`leanface detect --address`: the inputs' images detected on Ray workers into shard files (see
-    leanface.infer.bulk); exit status 2 when an input could not be used."""
+    leanface.app.bulk); exit status 2 when an input could not be used."""
     from .bulk import DEFAULT_SHARD_SIZE, detect_bulk
 
     images, videos, errors = _gather(paths)
@@ -290,7 +290,8 @@ class DetectJob:
         try:
             failures += _detect_images(detector, images, names, out)
             for video in videos:
-                failures += (_identify_video if hasattr(detector, "name_track") else _detect_video)(detector, video, out)
+                # `identify` names tracks, the other verbs write frames: the verb decides, not the pipeline's methods.
+                failures += (_identify_video if out.verb == "identify" else _detect_video)(detector, video, out)
         finally:
             out.close()
         print(f"{out.count} result{'s' if out.count != 1 else ''}" + (f" -> {out.target}" if out.target else "") +

@@ -15,8 +15,8 @@ import pytest
 
 from leanface import Detector
 from leanface.cli import main
-from leanface.infer.bulk import shard_records
-from leanface.infer.detect_files import read_list_file
+from leanface.app.bulk import shard_records
+from leanface.app.runner import read_list_file
 
 from ..conftest import WIDER, need
 
@@ -33,7 +33,8 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 def test_bulk_run_killed_and_resumed_loses_and_repeats_nothing(tmp_path):
-    images = sorted(need(WIDER / "WIDER_val" / "images").rglob("*.jpg"))[:24]
+    # Enough images that the kill lands mid-run even on a fast machine (a run of 24 once finished before it).
+    images = sorted(need(WIDER / "WIDER_val" / "images").rglob("*.jpg"))[:240]
     lst = tmp_path / "images.txt"
     lst.write_text("# a list file: one path per line\n" + "\n".join(map(str, images)) + "\n\n")
     shards = tmp_path / "shards"
@@ -44,7 +45,7 @@ def test_bulk_run_killed_and_resumed_loses_and_repeats_nothing(tmp_path):
                             stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while time.time() < deadline and len(list(shards.glob("shard-*.jsonl"))) < 3 and proc.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.02)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # still running: killed mid-run
     _kill_tree(proc)
     first = _records(shards)
@@ -60,7 +61,7 @@ def test_bulk_run_killed_and_resumed_loses_and_repeats_nothing(tmp_path):
     # The same records as the plain local path (same model, same settings).
     det = Detector(threads=1)
     by_name = {r["image"]: r for r in records}
-    for img in images[::6]:
+    for img in images[::40]:
         ours = by_name[str(img)]["faces"]
         local = det(img)
         assert len(ours) == len(local)
@@ -103,7 +104,8 @@ def test_a_terminated_bulk_run_leaves_no_process(tmp_path):
     workers end with it, the shards already written are kept, and there is no traceback."""
     from ..conftest import alive, descendants
 
-    images = sorted(need(WIDER / "WIDER_val" / "images").rglob("*.jpg"))[:24]
+    # Enough images that the kill lands mid-run even on a fast machine (a run of 24 once finished before it).
+    images = sorted(need(WIDER / "WIDER_val" / "images").rglob("*.jpg"))[:240]
     shards = tmp_path / "shards"
     cmd = [sys.executable, "-m", "leanface", "detect", *map(str, images), "--address", "local", "--workers", "2",
            "--shard-size", "2", "--shard-dir", str(shards), "--threads", "1"]

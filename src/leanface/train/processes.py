@@ -128,15 +128,34 @@ def spawn_ranks(procs: int, out_dir: str, target: Callable, args: tuple, kwargs:
     machine and wait for them; a rank that dies stops the others and becomes a one-line error."""
     import torch.multiprocessing as mp
 
+    context = mp.start_processes(_rank_main, args=(procs, _free_port(), target, args, kwargs), nprocs=procs,
+                                 join=False, start_method="spawn")
     try:
-        mp.start_processes(_rank_main, args=(procs, _free_port(), target, args, kwargs), nprocs=procs,
-                           join=True, start_method="spawn")
-    except mp.ProcessExitedException as exc:  # a rank killed (out of memory, `kill -9`): the others were stopped
+        while not context.join():
+            pass
+    except BaseException as exc:
+        # Interrupted (Ctrl-C, SIGTERM) or a rank failed: stop the ranks now. Python's exit would otherwise
+        # wait for them to finish the whole run; their loader workers follow them (`die_with_parent`).
+        for p in context.processes:
+            if p.is_alive():
+                p.terminate()
+        for p in context.processes:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+        if isinstance(exc, (mp.ProcessExitedException, mp.ProcessRaisedException)):
+            _raise_rank_error(exc, procs, out_dir)
+        raise
+
+
+def _raise_rank_error(exc, procs: int, out_dir: str) -> None:
+    """A failed rank as one line: killed (out of memory, `kill -9`), or a user error raised inside it."""
+    import torch.multiprocessing as mp
+
+    if isinstance(exc, mp.ProcessExitedException):
         how = f"by {exc.signal_name}" if getattr(exc, "signal_name", None) else f"with status {exc.exit_code}"
         raise LeanfaceError(f"{out_dir}: training process {exc.error_index} of {procs} ended {how}; the others "
                             f"were stopped; --resume continues from the last finished epoch") from None
-    except mp.ProcessRaisedException as exc:
-        last = str(exc).strip().splitlines()[-1]
-        if "LeanfaceError: " in last:
-            raise LeanfaceError(last.split("LeanfaceError: ", 1)[-1]) from None
-        raise
+    last = str(exc).strip().splitlines()[-1]
+    if "LeanfaceError: " in last:
+        raise LeanfaceError(last.split("LeanfaceError: ", 1)[-1]) from None

@@ -10,7 +10,6 @@ read (a shared filesystem on a cluster); only the records travel back.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import LeanfaceError
-from ..files import atomic_write, check_writable_folder
+from ..files import atomic_write, check_writable_folder, file_digest
 from ..infer.results import Faces
 from ..recognize.recognizer import Recognizer, primary_face
 
@@ -204,7 +203,7 @@ def enrol_bulk(store, settings: dict, groups: dict[str, list[Path]], shard_dir: 
             if name is None:  # a shard of another run in the same folder
                 continue
             try:
-                sha = hashlib.sha1(Path(path).read_bytes()).hexdigest()
+                sha = file_digest(path, "sha1")
             except OSError as exc:
                 report(f"{path}: cannot read it ({exc.strerror or exc})")
                 failed += 1

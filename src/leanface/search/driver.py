@@ -53,15 +53,9 @@ TrialFn = Callable[[SCRFDConfig, TrialSettings, Path], Iterable[dict]]
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """step: 1 (backbone, neck/head fixed) or 2 (whole network around a template). gflops: budget at
-    640x480, accepted within +-eps. num_samples: candidates (= trials). cpus_per_trial /
-    gpus_per_trial: Ray resources of one trial (fractions allowed). max_concurrent: trials at once
-    (0: as many as the resources allow). asha: stop weak trials early at their evaluations (needs
-    trial.report_every < trial.epochs); asha_grace: evaluations before a trial may be stopped.
-    references: zoo model names (or JSON config paths) trained and evaluated under the same proxy
-    as extra trials, to compare the search's best with (left out of the bootstrap).
-    task: "detect" (SCRFD; gflops at 640x480) or "embed" (MobileFaceNet-type embedders, gflops = G
-    multiply-adds at 112x112, objective: verification accuracy on held-back identities; step unused).
+    """One search: its budget, candidates, trials and Ray resources; each field's help is its `search run` flag's
+    (`flags.help_of(SearchSettings, name)`). The budget counts FLOPs at 640x480 for detect, multiply-adds at
+    112x112 for embed; `step` is unused by embed searches.
     """
 
     gflops: float = option(help="FLOPs budget: G at 640x480 for detect (e.g. 0.5), G multiply-adds at 112x112 "
@@ -81,7 +75,7 @@ class SearchSettings:
                                              "compare with", flag=False)
     task: str = option("detect", "detect: SCRFD configs (budget at 640x480, objective hard AP); embed: "
                        "MobileFaceNet-type embedders (budget in G multiply-adds at 112x112, objective dev-split "
-                       "verification accuracy)", choices=tasks.with_part("search"))
+                       "verification accuracy)", choices=SEARCH_TASKS)
 
     def __post_init__(self):
         if self.task not in SEARCH_TASKS:

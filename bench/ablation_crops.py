@@ -31,12 +31,14 @@ def run_arm(args: argparse.Namespace, crops: tuple[float, ...], seed: int, out: 
 
     from leanface.models import get_config
     from leanface.search import TrialSettings, proxy_result
+    from leanface.train import AugmentConfig
 
     torch.set_num_threads(args.threads)
     settings = TrialSettings(data=str(Path(args.data).resolve()), eval_size=args.eval_size,
                              val_images=args.val_images or None).with_train(
-        epochs=args.epochs, img_size=args.img_size, lr=args.lr, batch_size=args.batch_size,
-        warmup_iters=args.warmup_iters, seed=seed, crop_choices=crops, amp=not args.fp32,
+        epochs=args.epochs, augment=AugmentConfig(img_size=args.img_size, crop_choices=crops), lr=args.lr,
+        batch_size=args.batch_size,
+        warmup_iters=args.warmup_iters, seed=seed, amp=not args.fp32,
         channels_last=not args.fp32)
     proxy_result(get_config(args.model), settings, out)
 
@@ -96,7 +98,7 @@ def main() -> int:
     for r in rows:
         print(f"{r['crops']:>12s} {r['seed']:4d} {100 * r['easy']:7.2f} {100 * r['medium']:7.2f} "
               f"{100 * r['hard']:7.2f} {r['loss']:6.3f} {r['minutes']:5.1f}")
-    from leanface.io import atomic_write
+    from leanface.files import atomic_write
 
     with atomic_write(out / "results.json") as f:
         json.dump({"model": args.model, "epochs": args.epochs, "img_size": args.img_size, "rows": rows}, f, indent=2)

@@ -11,7 +11,7 @@ from leanface.models import config_from_dict, get_config, list_models
 from leanface.models.config import MobileNetConfig, ResNetConfig
 from leanface.recognize.open_set import ImpostorTail
 from leanface.search.driver import SearchSettings
-from leanface.train.config import TrainConfig
+from leanface.train.config import MOVED_TO_AUGMENT, AugmentConfig, TrainConfig
 
 from .conftest import ROOT
 
@@ -29,10 +29,27 @@ def test_zoo_configs_round_trip_through_json(name):
 def test_earlier_training_states_read_back_unchanged(path):
     """What `--resume` compares: the saved TrainConfig and model config, as written by earlier versions."""
     state = torch.load(path, map_location="cpu", weights_only=False)
-    train = serial.from_dict(TrainConfig, state["train_config"])
-    # Every saved value comes back as it was; fields added since take their defaults.
-    assert _subset(_tuples(state["train_config"]), train.to_dict())
+    saved = state["train_config"]
+    train = serial.from_dict(TrainConfig, saved)
+    # Every saved value comes back as it was, the flat augmentation fields of older records inside `augment`;
+    # fields added since take their defaults.
+    kept = {k: v for k, v in saved.items() if k not in MOVED_TO_AUGMENT and not (k == "augment" and isinstance(v, bool))}
+    assert _subset(_tuples(kept), train.to_dict())
+    moved = {k: saved[k] for k in MOVED_TO_AUGMENT if k in saved}
+    assert _subset(_tuples(moved), train.to_dict()["augment"])
+    if isinstance(saved.get("augment"), bool):
+        assert train.augment.enabled is saved["augment"]
     assert config_from_dict(state["model_config"]).to_dict() == _tuples(state["model_config"])
+
+
+def test_flat_augmentation_records_take_the_nested_layout():
+    """A record of the layout before TrainConfig.augment, written by hand: each value lands where it belongs."""
+    old = {"epochs": 3, "img_size": 320, "crop_choices": [0.5, 1.0], "clip_border": False, "close_ups": 0.1,
+           "augment": False, "lr": 0.02}
+    cfg = serial.from_dict(TrainConfig, old)
+    assert cfg == TrainConfig(epochs=3, lr=0.02, augment=AugmentConfig(
+        img_size=320, crop_choices=(0.5, 1.0), clip_border=False, close_ups=0.1, enabled=False))
+    assert serial.from_dict(TrainConfig, json.loads(json.dumps(cfg.to_dict()))) == cfg  # today's layout as it is
 
 
 @pytest.mark.parametrize("path", SEARCHES, ids=[p.parent.name for p in SEARCHES])

@@ -979,7 +979,7 @@ def _add_search(sub):
     proxies = {name: search.search_space(name).proxy for name in search.SEARCH_TASKS}
     group = r.add_argument_group(
         "proxy training (TrainConfig fields; not given: the task's proxy, " + "; ".join(
-            f"{name}: epochs {c.epochs}, batch {c.batch_size}, lr {c.lr:g}, size {c.img_size}"
+            f"{name}: epochs {c.epochs}, batch {c.batch_size}, lr {c.lr:g}, size {c.augment.img_size}"
             for name, c in proxies.items()) + "; --seed seeds it too)")
     r.set_defaults(_train_flags=flags.add_config_flags(group, TrainConfig(), skip=("seed",) + search.TRIAL_OWNED,
                                                        unset=True))

@@ -13,7 +13,9 @@ from .errors import LeanfaceError
 
 def option(default=dataclasses.MISSING, help: str = "", **kw):
     """A config field with its help, the docs of the Python argument and of its flag (no default: a required
-    field). kw: `metavar`, `choices`, `flag=False` (a field the command line sets its own way)."""
+    field). kw: `metavar`, `choices`; `flag`: False for a field the command line sets its own way (or only by
+    --set), a string for a flag named otherwise than the field; `flat=True` on a nested config: its fields are
+    flags of the command itself, by their own names (TrainConfig.augment: --img-size, not --augment.img-size)."""
     return dataclasses.field(default=default, metadata={"help": help, **kw})
 
 
@@ -51,31 +53,40 @@ def _bool_arg(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_config_flags(p: argparse.ArgumentParser, defaults, skip: tuple[str, ...] = (), unset: bool = False) -> list[str]:
+def add_config_flags(p: argparse.ArgumentParser, defaults, skip: tuple[str, ...] = (), unset: bool = False,
+                     prefix: str = "") -> list[str]:
     """One flag per field of a frozen config (e.g. TrainConfig), named and documented by the field itself:
-    `--img-size`, and `--no-amp` for a field that defaults to True. Nested configs are set with --set; fields
-    marked `flag=False` are the command's own. unset: every flag defaults to "not given" (None; booleans get
-    --x and --no-x), for configs whose defaults are chosen later (the search's proxy training, by task).
-    Returns the field names given flags (read back with `config_from_flags`)."""
+    `--img-size`, and `--no-amp` for a field that defaults to True. Nested configs are set with --set, except
+    those marked `flat` (their fields get flags too); fields marked `flag=False` are the command's own. unset:
+    every flag defaults to "not given" (None; booleans get --x and --no-x), for configs whose defaults are
+    chosen later (the search's proxy training, by task). Returns the (dotted, for nested fields) field names
+    given flags, read back with `config_from_flags`."""
     hints = typing.get_type_hints(type(defaults))
     names = []
     for f in dataclasses.fields(defaults):
-        value = getattr(defaults, f.name)
-        if f.name in skip or dataclasses.is_dataclass(value) or not f.metadata.get("flag", True):
+        value, dest, named = getattr(defaults, f.name), prefix + f.name, f.metadata.get("flag", True)
+        if dest in skip or named is False:
             continue
-        flag, help_ = f.name.replace("_", "-"), f.metadata.get("help", "").replace("%", "%%")  # argparse formats it
+        if dataclasses.is_dataclass(value):
+            if f.metadata.get("flat"):
+                names += add_config_flags(p, value, skip, unset, prefix=f"{dest}.")
+            continue
+        flag = (named if isinstance(named, str) else f.name).replace("_", "-")
+        help_ = f.metadata.get("help", "").replace("%", "%%")  # argparse formats it
         extra = {k: f.metadata[k] for k in ("metavar", "choices") if k in f.metadata}
+        if prefix and not isinstance(value, bool):
+            extra.setdefault("metavar", flag.upper().replace("-", "_"))  # not the dotted destination
         if isinstance(value, bool) and unset:
-            p.add_argument(f"--{flag}", dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_)
+            p.add_argument(f"--{flag}", dest=dest, default=None, action=argparse.BooleanOptionalAction, help=help_)
         elif isinstance(value, bool):
-            p.add_argument(f"--{'no-' if value else ''}{flag}", dest=f.name, default=value,
+            p.add_argument(f"--{'no-' if value else ''}{flag}", dest=dest, default=value,
                            action="store_false" if value else "store_true",
                            help=f"{help_} [on by default; this flag turns it off]" if value else help_)
         else:
             shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-            p.add_argument(f"--{flag}", dest=f.name, type=_value_parser(hints[f.name]), default=None if unset else value,
+            p.add_argument(f"--{flag}", dest=dest, type=_value_parser(hints[f.name]), default=None if unset else value,
                            help=help_ if value is None or unset else f"{help_} (default {shown})", **extra)
-        names.append(f.name)
+        names.append(dest)
     return names
 
 
@@ -91,10 +102,19 @@ def help_of(cls, name: str) -> str:
 
 def config_from_flags(defaults, args, names: list[str], overrides: tuple[str, ...] | list[str] = ()):
     """The config the flags describe: `defaults` with each flag given (not None), then `overrides` (--set)."""
-    cfg = dataclasses.replace(defaults, **{n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    cfg = defaults
+    for name in names:
+        if getattr(args, name) is not None:
+            cfg = _replace(cfg, name.split("."), getattr(args, name))
     for item in overrides:
         cfg = override(cfg, item)
     return cfg
+
+
+def _replace(cfg, path: list[str], value):
+    """cfg with the (nested) field at `path` set to value."""
+    head, *rest = path
+    return dataclasses.replace(cfg, **{head: _replace(getattr(cfg, head), rest, value) if rest else value})
 
 
 def override(cfg, item: str):

@@ -4,7 +4,8 @@ search settings, open-set statistics), read off the field types.
 `dataclasses.asdict` writes them; `from_dict(cls, d)` reads them back: JSON lists become the tuples the frozen
 fields hold (nested ones too), a field typed as a config becomes that config, a union of configs picks the member
 whose `Literal` tag (e.g. `kind: Literal["mobilenet"]`) the dict carries, and a key the dict lacks takes the
-field's default, so records written before a field existed still load.
+field's default, so records written before a field existed still load. A config whose layout changed says how
+to read its older records: a static `upgrade_record(dict) -> dict`, applied first.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from .errors import LeanfaceError
 def from_dict(cls, data: dict):
     if not isinstance(data, dict):
         raise LeanfaceError(f"a {cls.__name__} record must be a JSON object, got {type(data).__name__}")
+    if hasattr(cls, "upgrade_record"):
+        data = cls.upgrade_record(data)
     hints = _hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)

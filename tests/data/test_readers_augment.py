@@ -214,7 +214,7 @@ def test_augmented_pixels_match_targets():
     img = np.full((300, 400, 3), 60, np.uint8)
     img[100:160, 250:290] = 255  # box x1=250, y1=100, x2=290, y2=160
     boxes = np.array([[250, 100, 290, 160]], np.float32)
-    cfg = AugmentConfig(size=128, photometric=False)
+    cfg = AugmentConfig(img_size=128, photometric=False)
     for seed in range(20):
         out, t = augment(img, boxes, np.zeros((1, 5, 2), np.float32), np.zeros((1, 5), bool), cfg,
                          np.random.default_rng(seed))
@@ -228,7 +228,7 @@ def test_augmented_pixels_match_targets():
 def test_dataset_is_deterministic_per_epoch_and_index():
     needs_wider()
     images = load_wider_split(WIDER)[:3]
-    ds = FaceDataset(images, AugmentConfig(size=160), seed=5)
+    ds = FaceDataset(images, AugmentConfig(img_size=160), seed=5)
     a, b, c = ds[(2, 1)], ds[(2, 1)], ds[(3, 1)]
     assert a["image"].shape == (3, 160, 160) and a["image"].dtype == torch.float32
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["boxes"], b["boxes"])
@@ -305,7 +305,7 @@ def test_close_up_crops_make_faces_fill_40_to_90_percent_of_the_frame():
     boxes = np.array([[300, 200, 380, 300], [10, 10, 20, 22]], np.float32)  # a big face and a tiny one
     lm = np.zeros((2, 5, 2), np.float32)
     valid = np.zeros((2, 5), bool)
-    cfg = AugmentConfig(size=640, close_ups=1.0)
+    cfg = AugmentConfig(img_size=640, close_ups=1.0)
     fills = []
     for seed in range(200):
         crop, _, t = augment_targets(boxes, lm, valid, 1024, 768, cfg, np.random.default_rng(seed))
@@ -315,6 +315,6 @@ def test_close_up_crops_make_faces_fill_40_to_90_percent_of_the_frame():
         fills.append(max(big[2] - big[0], big[3] - big[1]) / 640)
     assert 0.39 <= min(fills) and max(fills) <= 0.91 and np.ptp(fills) > 0.3
     # Off (the official recipe), the same draws give the usual sample-redistribution crops: few close-ups.
-    plain = AugmentConfig(size=640)
+    plain = AugmentConfig(img_size=640)
     sides = [augment_targets(boxes, lm, valid, 1024, 768, plain, np.random.default_rng(s))[0][2] for s in range(200)]
     assert np.mean(100 / np.array(sides) >= 0.4) < 0.2

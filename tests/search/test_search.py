@@ -13,6 +13,7 @@ from leanface.search import (COMPONENTS, FixedNeckHead, SearchSettings, TrialSet
                              bootstrap_best, check_config, collect_trials, gn_groups, make_config, measured_flops,
                              prepare_search, proxy_trial, resolve_template, sample_candidates)
 from leanface.search.budget import stage_ratios
+from leanface.train import AugmentConfig
 
 from ..conftest import WIDER, need
 
@@ -248,7 +249,7 @@ def test_real_trial_end_to_end(tmp_path):
     data = need(WIDER)
     cfg = sample_candidates(1, 0.3, 1, seed=0).candidates[0].config
     settings = TrialSettings(data=str(data), eval_size=160, train_images=2, val_images=2).with_train(
-        epochs=1, img_size=128, batch_size=2, warmup_iters=5, crop_choices=(0.5, 1.0))
+        epochs=1, augment=AugmentConfig(img_size=128, crop_choices=(0.5, 1.0)), batch_size=2, warmup_iters=5)
     assert TrialSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     reports = list(proxy_trial(cfg, settings, tmp_path))
     assert len(reports) == 1 and reports[0]["epoch"] == 1
@@ -258,4 +259,4 @@ def test_real_trial_end_to_end(tmp_path):
     assert len(list((tmp_path / "eval_1").glob("*/*.txt"))) == 2
     saved = json.loads((tmp_path / "train" / "config.json").read_text())
     assert config_from_dict(saved["model"]) == cfg and isinstance(cfg.backbone, ResNetConfig)
-    assert saved["train"]["crop_choices"] == [0.5, 1.0]
+    assert saved["train"]["augment"]["crop_choices"] == [0.5, 1.0]

@@ -12,7 +12,7 @@ from leanface.infer.detector import DEFAULT_WEIGHTS
 from leanface.infer.postprocess import postprocess
 from leanface.infer.preprocess import place
 from leanface.models import create_model, get_config, get_family
-from leanface.train import TrainConfig, train
+from leanface.train import AugmentConfig, TrainConfig, train
 from leanface.train.assigner import make_anchors
 from leanface.train.detection import DetectionTask, teacher_targets
 from leanface.train.losses import LossWeights
@@ -28,7 +28,7 @@ def teacher() -> str:
 
 
 def test_the_teachers_raw_outputs_decode_on_the_students_anchors_to_the_official_detections(wider_train, teacher):
-    cfg = TrainConfig(augment=False, loss=LossWeights(teacher=teacher))
+    cfg = TrainConfig(augment=AugmentConfig(enabled=False), loss=LossWeights(teacher=teacher))
     images = [im for im in wider_train if 2 <= len(im) <= 20 and (im.boxes[:, 2] - im.boxes[:, 0]).min() >= 40][:2]
     task = DetectionTask(cfg, STUDENT, images)
     batch = task.collate([task.dataset[(0, i)] for i in range(2)])
@@ -65,7 +65,7 @@ class Recorder:
 
 
 def test_a_teachers_outputs_reach_the_loss_for_the_same_view(wider_train, teacher):
-    cfg = TrainConfig(img_size=320, loss=LossWeights(teacher=teacher, kd_conf=0.2))
+    cfg = TrainConfig(augment=AugmentConfig(img_size=320), loss=LossWeights(teacher=teacher, kd_conf=0.2))
     task = DetectionTask(cfg, STUDENT, wider_train[:4])
     net = create_model(None, weights=DEFAULT_WEIGHTS).eval()  # eval: its outputs are then what it trains on
     loss = task.loss(torch.device("cpu"))
@@ -90,7 +90,7 @@ def test_a_teachers_outputs_reach_the_loss_for_the_same_view(wider_train, teache
 def test_resume_equals_uninterrupted_distillation(wider_train, tmp_path, teacher):
     torch.set_num_threads(1)
     images = wider_train[:2]
-    base = dict(procs=1, batch_size=2, lr=0.02, warmup_iters=2, lr_steps=(2,), img_size=96, seed=3,
+    base = dict(procs=1, batch_size=2, lr=0.02, warmup_iters=2, lr_steps=(2,), augment=AugmentConfig(img_size=96), seed=3,
                 loss=LossWeights(teacher=teacher))
     train(TrainConfig(epochs=3, workers=1, out_dir=str(tmp_path / "a"), **base), STUDENT, images, progress=False)
     train(TrainConfig(epochs=1, workers=0, out_dir=str(tmp_path / "b"), **base), STUDENT, images, progress=False)

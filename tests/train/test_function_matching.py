@@ -11,7 +11,7 @@ import torch
 from leanface.export import export_onnx
 from leanface.models import build_model
 from leanface.recognize.identities import load_identity_faces
-from leanface.train import MarginLoss, TrainConfig, train
+from leanface.train import AugmentConfig, MarginLoss, TrainConfig, train
 from leanface.train import recognition
 from leanface.train.recognition import RecognitionTask, mix_batch
 
@@ -107,7 +107,7 @@ def test_a_flat_folder_is_a_pool_of_unlabelled_faces_that_trains_on_the_teacher(
     assert (faces.labels == -1).sum() == 12 and len(faces.identities) == 3
     torch.set_num_threads(1)
     cfg = TrainConfig(procs=1, epochs=15, batch_size=6, lr=0.1, warmup_iters=2, lr_steps=(100,), workers=0,
-                      out_dir=str(tmp_path / "run"), seed=1, augment=False,
+                      out_dir=str(tmp_path / "run"), seed=1, augment=AugmentConfig(enabled=False),
                       margin=MarginLoss(distill=1.0, teacher=str(teacher), online=True, ce_weight=0.0))
     result = train(cfg, TINY, flat, progress=False)  # no identity at all: the teacher alone
     distill = [float(r["distill"]) for r in result.history]

@@ -14,7 +14,7 @@ from leanface.cli import main
 from leanface.errors import LeanfaceError
 from leanface.infer import Detector
 from leanface.models import create_model, get_config
-from leanface.train import TrainConfig, box_iou, train
+from leanface.train import AugmentConfig, TrainConfig, box_iou, train
 
 from ..conftest import WIDER, easy_images, tiny_wider_val
 
@@ -22,8 +22,9 @@ from ..conftest import WIDER, easy_images, tiny_wider_val
 def test_tiny_model_overfits_real_images(wider_train, tmp_path):
     torch.set_num_threads(1)
     images = easy_images(wider_train, 4, 160)
-    cfg = TrainConfig(procs=1, epochs=150, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=160,
-                      augment=False, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
+    cfg = TrainConfig(procs=1, epochs=150, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,),
+                      augment=AugmentConfig(img_size=160, enabled=False), workers=0, out_dir=str(tmp_path / "run"),
+                      ckpt_interval=1000)
     result = train(cfg, get_config("scrfd_500m_kps"), images, progress=False)
     losses = [float(r["loss"]) for r in result.history]
     # The loss first rises (box/landmark terms are weighted by the growing scores), then falls clearly.
@@ -52,7 +53,7 @@ def test_resume_equals_uninterrupted_run(wider_train, tmp_path, model, procs):
     images = wider_train[:2]
     # Warm-up and an lr step both fall inside the run; the straight run loads data with a worker
     # process, the interrupted one in-process (augmentation must not depend on that).
-    base = dict(batch_size=2, lr=0.02, warmup_iters=2, lr_steps=(2,), img_size=96, seed=3)
+    base = dict(batch_size=2, lr=0.02, warmup_iters=2, lr_steps=(2,), augment=AugmentConfig(img_size=96), seed=3)
     straight = train(TrainConfig(procs=procs, epochs=3, workers=1, out_dir=str(tmp_path / "a"), **base), model, images,
                      progress=False)
     train(TrainConfig(procs=procs, epochs=1, workers=0, out_dir=str(tmp_path / "b"), **base), model, images, progress=False)
@@ -97,7 +98,8 @@ def test_default_cpu_path_is_the_fast_one(monkeypatch):
 
 def test_resume_refuses_a_changed_recipe(wider_train, tmp_path):
     images = wider_train[:1]
-    cfg = TrainConfig(procs=1, epochs=1, batch_size=1, img_size=64, workers=0, out_dir=str(tmp_path))
+    cfg = TrainConfig(procs=1, epochs=1, batch_size=1, augment=AugmentConfig(img_size=64), workers=0,
+                      out_dir=str(tmp_path))
     train(cfg, "scrfd_500m", images, progress=False)
     assert main(["train", "--model", "scrfd_500m", "--data", str(WIDER), "--out-dir", str(tmp_path),
                  "--resume", "--img-size", "96", "--epochs", "2", "--workers", "0"]) == 2
@@ -129,7 +131,8 @@ def test_cli_train_user_errors(tmp_path, capsys):
 def test_periodic_wider_evaluation(wider_train, tmp_path):
     # A WIDER root with two validation images (symlinks), so the official protocol runs in seconds.
     val, event = tiny_wider_val(tmp_path)
-    cfg = TrainConfig(procs=1, epochs=2, batch_size=2, img_size=64, workers=0, eval_interval=2, out_dir=str(tmp_path / "run"))
+    cfg = TrainConfig(procs=1, epochs=2, batch_size=2, augment=AugmentConfig(img_size=64), workers=0, eval_interval=2,
+                      out_dir=str(tmp_path / "run"))
     result = train(cfg, "scrfd_500m", wider_train[:2], val_data=val, progress=False)
     assert "hard" not in result.history[0]
     assert all(0.0 <= result.metrics[s] <= 1.0 for s in ("easy", "medium", "hard"))

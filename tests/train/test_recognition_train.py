@@ -15,7 +15,7 @@ from leanface.errors import LeanfaceError
 from leanface.models.mobilefacenet import MobileFaceNetConfig
 from leanface.recognize import Embedder
 from leanface.recognize.identities import dev_pairs, dev_split, load_identity_faces
-from leanface.train import MarginLoss, TrainConfig, train
+from leanface.train import AugmentConfig, MarginLoss, TrainConfig, train
 
 from ..conftest import SHARED, need
 
@@ -53,7 +53,7 @@ def test_embedder_learns_the_people_it_is_trained_on(faces_dir, tmp_path, capsys
     assert len(faces) == 48 and len(faces.identities) == 6 and faces.unreadable == 1
     assert "broken.jpg" in capsys.readouterr().err
     cfg = TrainConfig(procs=1, epochs=12, batch_size=16, lr=0.05, warmup_iters=5, lr_steps=(10,), workers=0,
-                      augment=False, out_dir=str(tmp_path / "run"),
+                      augment=AugmentConfig(enabled=False), out_dir=str(tmp_path / "run"),
                       margin=MarginLoss(kind="arcface", scale=16, margin=0.2, margin_warmup=2))
     result = train(cfg, TINY, faces_dir, progress=False)
     first, last = float(result.history[0]["ce"]), float(result.history[-1]["ce"])

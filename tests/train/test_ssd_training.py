@@ -33,8 +33,9 @@ def test_eresfd_overfits_real_images(wider_train, tmp_path):
     torch.set_num_threads(1)
     size = 256
     images = easy_images(wider_train, 4, size)
-    cfg = TrainConfig(procs=1, epochs=90, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,), img_size=size,
-                      augment=False, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
+    cfg = TrainConfig(procs=1, epochs=90, batch_size=4, lr=0.01, warmup_iters=10, lr_steps=(1000,),
+                      augment=AugmentConfig(img_size=size, enabled=False), workers=0, out_dir=str(tmp_path / "run"),
+                      ckpt_interval=1000)
     result = train(cfg, "eresfd", images, progress=False)
     losses = [float(r["loss"]) for r in result.history]
     assert np.mean(losses[-5:]) < 0.15 * losses[0], losses
@@ -56,8 +57,9 @@ def test_extd_fine_tuning_improves_detection(wider_train, tmp_path, name):
     size = 256
     images = easy_images(wider_train, 2, size)
     before = _best_ious(tmp_path / "official.pt", images, size)
-    tcfg = TrainConfig(procs=1, epochs=10, batch_size=2, lr=1e-3, warmup_iters=1, lr_steps=(1000,), img_size=size,
-                       augment=False, freeze_bn_after=0, workers=0, out_dir=str(tmp_path / "run"), ckpt_interval=1000)
+    tcfg = TrainConfig(procs=1, epochs=10, batch_size=2, lr=1e-3, warmup_iters=1, lr_steps=(1000,),
+                       augment=AugmentConfig(img_size=size, enabled=False), freeze_bn_after=0, workers=0,
+                       out_dir=str(tmp_path / "run"), ckpt_interval=1000)
     result = train(tcfg, name, images, weights=tmp_path / "official.pt", progress=False)
     losses = [float(r["loss"]) for r in result.history]
     assert np.mean(losses[-2:]) < 0.6 * losses[0], losses
@@ -73,7 +75,7 @@ def test_extd_fine_tuning_improves_detection(wider_train, tmp_path, name):
 
 
 def test_dataset_normalises_with_the_model_statistics(wider_train):
-    aug = AugmentConfig(size=96, random_crop=False, flip=False, photometric=False)
+    aug = AugmentConfig(img_size=96, enabled=False)
     scrfd = FaceDataset(wider_train[:1], aug)[0]["image"]
     ssd = get_config("eresfd")
     sample = FaceDataset(wider_train[:1], aug, mean=ssd.mean, std=ssd.std)[0]["image"]
@@ -114,7 +116,8 @@ def test_family_without_a_loss_is_a_one_line_error(monkeypatch, tmp_path, capsys
 def test_fine_tuning_weights_must_be_of_the_trained_model(wider_train, tmp_path):
     cfg = get_config("eresfd")
     save_checkpoint(tmp_path / "eresfd.pt", cfg, create_model(cfg).state_dict())
-    tcfg = TrainConfig(procs=1, epochs=1, batch_size=1, img_size=64, workers=0, out_dir=str(tmp_path / "run"))
+    tcfg = TrainConfig(procs=1, epochs=1, batch_size=1, augment=AugmentConfig(img_size=64), workers=0,
+                       out_dir=str(tmp_path / "run"))
     with pytest.raises(LeanfaceError, match="eresfd.pt: weights of model 'eresfd'.*'extd_32'"):
         train(tcfg, "extd_32", wider_train[:1], weights=tmp_path / "eresfd.pt", progress=False)
     with pytest.raises(LeanfaceError, match="weights file not found"):
@@ -132,7 +135,8 @@ def test_extd_learns_from_scratch_in_eval_mode_only_with_frozen_bn_statistics(wi
     found, ratio = {}, {}
     for frozen in (0, None):
         cfg = TrainConfig(procs=1, amp=False, channels_last=False, epochs=120, batch_size=4, lr=0.01,
-                          warmup_iters=10, lr_steps=(1000,), img_size=size, augment=False, freeze_bn_after=frozen,
+                          warmup_iters=10, lr_steps=(1000,), augment=AugmentConfig(img_size=size, enabled=False),
+                          freeze_bn_after=frozen,
                           workers=0, out_dir=str(tmp_path / f"run{frozen}"), ckpt_interval=1000)
         result = train(cfg, "extd_32", images, progress=False)
         losses = [float(r["loss"]) for r in result.history]

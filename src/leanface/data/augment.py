@@ -1,7 +1,7 @@
 """Training augmentation of SCRFD: sample redistribution (random square crop), resize, flip, colour.
 
-Order as in the official pipeline (SCRFD_FACTS 4.3): RandomSquareCrop -> resize to `size` x
-`size` -> horizontal flip (p 0.5) -> photometric distortion. The geometry (crop, resize, flip) is
+Order as in the official pipeline (SCRFD_FACTS 4.3): RandomSquareCrop -> resize to `img_size` x
+`img_size` -> horizontal flip (p 0.5) -> photometric distortion. The geometry (crop, resize, flip) is
 one affine map, applied to the pixels with a single `cv2.warpAffine` whose sampling grid equals
 crop-then-`cv2.resize`; it can also run without pixels (`augment_targets`) for data statistics.
 """
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from ..flags import option
 
 # Scales of the short side for the square crop. The paper's sample redistribution enlarges the
 # range from [0.3, 1.0] to [0.3, 2.0]: crops larger than the image shrink the faces in them.
@@ -25,32 +27,34 @@ FLIP_ORDER = (1, 0, 2, 4, 3)
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """size: output side in pixels. crop_choices: crop side / image short side, drawn uniformly.
+    """How training samples are drawn: `TrainConfig.augment`, each field a `leanface train` flag of its own name
+    (`enabled` is `--no-augment`). The detect task reads every field; the embed and quality tasks read `enabled`
+    (their crops are aligned already: flips and mild distortions, see their datasets).
 
-    clip_border: clip boxes (and landmarks) to the crop, as the 500m/1g/34g configs do.
-    fill: pixel value outside the image. max_tries: crop positions tried per drawn scale.
-    random_crop: False takes the whole image (a square of its long side at the top-left, i.e.
-    letterboxed); with flip and photometric off that makes samples deterministic.
-    close_ups: share of the random crops drawn around one face (at least CLOSE_UP_MIN_SIDE px) so that it
-    fills 40-90% of the crop side, the way close-up photos, webcam frames and ID photos show faces. The
-    square crops of sample redistribution make few such faces from WIDER (0.9% of faces fill >= 40% of
-    the crop), and a detector trained on them misses faces that fill the frame.
+    The square crops of sample redistribution make few faces that fill the frame from WIDER (0.9% of faces fill
+    >= 40% of the crop), and a detector trained on them misses such faces: `close_ups` draws some crops around
+    one face (at least CLOSE_UP_MIN_SIDE px) the way close-up photos, webcam frames and ID photos show faces.
     """
 
-    size: int = 640
-    crop_choices: tuple[float, ...] = CROP_CHOICES_SCRFD
-    random_crop: bool = True
-    clip_border: bool = True
-    flip: bool = True
-    photometric: bool = True
-    fill: int = 128
-    max_tries: int = 250
-    close_ups: float = 0.0
+    img_size: int = option(640, "square training input side, a multiple of 32 (detect)")
+    crop_choices: tuple[float, ...] = option(
+        CROP_CHOICES_SCRFD, "sample redistribution: crop side / short side choices (the paper's [0.3, 1.0] "
+        "baseline: 0.3,0.45,0.6,0.8,1.0)")
+    clip_border: bool = option(True, "clip boxes and landmarks to the crop (off: the 2.5g/10g configs)")
+    close_ups: float = option(0.0, "share of the crops drawn around one face so it fills 40-90% of the crop: faces "
+                              "that fill the frame, which sample redistribution's crops rarely make (0: the official "
+                              "recipe)")
+    enabled: bool = option(True, "random crops, flips and colour (off: whole images letterboxed, for overfitting "
+                           "checks; the embed and quality tasks: their crops as they are)", flag="augment")
+    flip: bool = option(True, "horizontal flips, half of the samples (with enabled)", flag=False)
+    photometric: bool = option(True, "brightness, contrast, saturation and hue distortion (with enabled)", flag=False)
+    fill: int = option(128, "pixel value outside the image", flag=False)
+    max_tries: int = option(250, "crop positions tried per drawn scale", flag=False)
 
 
 @dataclass(frozen=True)
 class Targets:
-    """Faces in the augmented image (pixels of the `size` x `size` output).
+    """Faces in the augmented image (pixels of the `img_size` x `img_size` output).
 
     boxes: (N, 4) float32 x1y1x2y2. landmarks: (N, 5, 2) float32. landmark_valid: (N, 5) bool.
     """
@@ -182,18 +186,18 @@ def augment_targets(boxes: np.ndarray, landmarks: np.ndarray, valid: np.ndarray,
 
     boxes (N, 4), landmarks (N, 5, 2), valid (N, 5) in original-image pixels.
     """
-    close_up = cfg.random_crop and cfg.close_ups > 0 and rng.random() < cfg.close_ups  # drawn only when on
+    close_up = cfg.enabled and cfg.close_ups > 0 and rng.random() < cfg.close_ups  # drawn only when on
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) if len(boxes) else np.zeros(0)
     big = np.flatnonzero(sides >= CLOSE_UP_MIN_SIDE)
     if close_up and len(big):
         crop = close_up_crop(rng, boxes[rng.choice(big)])
-    elif cfg.random_crop:
+    elif cfg.enabled:
         crop = sample_square_crop(rng, width, height, (boxes[:, :2] + boxes[:, 2:]) / 2, cfg.crop_choices,
                                   cfg.max_tries)
     else:
         crop = (0, 0, max(width, height))
-    flip = cfg.flip and rng.random() < 0.5
-    return crop, flip, crop_and_resize_targets(boxes, landmarks, valid, crop, cfg.size, flip, cfg.clip_border)
+    flip = cfg.enabled and cfg.flip and rng.random() < 0.5
+    return crop, flip, crop_and_resize_targets(boxes, landmarks, valid, crop, cfg.img_size, flip, cfg.clip_border)
 
 
 def augment(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray, valid: np.ndarray,
@@ -201,6 +205,6 @@ def augment(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray, valid: 
     """Full training augmentation of a BGR uint8 image (H, W, 3) -> (float32 BGR (size, size, 3), targets)."""
     height, width = image.shape[:2]
     crop, flip, targets = augment_targets(boxes, landmarks, valid, width, height, cfg, rng)
-    out = warp_image(image, crop, cfg.size, flip, cfg.fill)
-    out = photometric_distortion(out, rng) if cfg.photometric else out.astype(np.float32)
+    out = warp_image(image, crop, cfg.img_size, flip, cfg.fill)
+    out = photometric_distortion(out, rng) if cfg.enabled and cfg.photometric else out.astype(np.float32)
     return out, targets

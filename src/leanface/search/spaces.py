@@ -76,8 +76,9 @@ def _sample_embed(settings, template, prefix: str):
 
 def _prepare_detect(run: Path, settings, template: SCRFDConfig | None):
     _check_trials(settings)
-    if settings.trial.train.img_size <= 0 or settings.trial.train.img_size % 32:
-        raise LeanfaceError(f"trials need img_size a multiple of 32 (got {settings.trial.train.img_size})")
+    size = settings.trial.train.augment.img_size
+    if size <= 0 or size % 32:
+        raise LeanfaceError(f"trials need img_size a multiple of 32 (got {size})")
     if not Path(settings.trial.data, "WIDER_val").is_dir():
         raise LeanfaceError(f"{settings.trial.data}: no WIDER_val folder (trials evaluate on WIDER val)")
     settings = _with_data(settings, str(Path(settings.trial.data).resolve()))

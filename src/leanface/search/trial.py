@@ -22,11 +22,13 @@ from ..errors import LeanfaceError
 from ..files import atomic_write
 from ..flags import option
 from ..models.config import SCRFDConfig
+from ..data.augment import AugmentConfig
 from ..train import MarginLoss, TrainConfig
+from ..train.config import MOVED_TO_AUGMENT
 
 
 # The proxy training of a trial: short, small crops, one single-thread process (Ray runs one trial per CPU).
-PROXY_TRAIN = TrainConfig(epochs=8, img_size=320, warmup_iters=200, workers=0, procs=1)
+PROXY_TRAIN = TrainConfig(epochs=8, augment=AugmentConfig(img_size=320), warmup_iters=200, workers=0, procs=1)
 # The embedders' proxy: a few epochs of ArcFace with a softer scale (s = 64 rarely converges this fast on
 # small data), batch 64, one single-thread process; scored on the dev split's verification protocol.
 PROXY_EMBED_TRAIN = TrainConfig(epochs=6, batch_size=64, lr=0.1, warmup_iters=100, lr_steps=(4, 5), workers=0,
@@ -79,7 +81,7 @@ class TrialSettings:
         d = dict(d)
         # Records written before trials held a TrainConfig: its fields were flat, and the training
         # path was float32 NCHW (the fast path did not exist yet).
-        flat = {k: d.pop(k) for k in [f.name for f in dataclasses.fields(TrainConfig)] if k in d}
+        flat = {k: d.pop(k) for k in [f.name for f in dataclasses.fields(TrainConfig)] + list(MOVED_TO_AUGMENT) if k in d}
         flat.setdefault("amp", False)
         flat.setdefault("channels_last", False)
         if flat.get("crop_choices") is None:

@@ -7,11 +7,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.augment import CROP_CHOICES_SCRFD
+from ..data.augment import AugmentConfig
 from ..errors import LeanfaceError
 from ..flags import help_of, option
 from .losses import LossWeights
 from .margin import MarginLoss
+
+
+# TrainConfig fields that moved into TrainConfig.augment, under the same names.
+MOVED_TO_AUGMENT = ("img_size", "crop_choices", "clip_border", "close_ups")
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,8 @@ class TrainConfig:
     warmup_ratio: float = option(0.001, "lr factor at the start of the warm-up")
     lr_steps: tuple[int, ...] | None = option(
         None, "epochs where lr drops x0.1, e.g. 440,544 (default: the official 440/640, 544/640 of epochs)")
-    img_size: int = option(640, "square training input side, a multiple of 32")
-    crop_choices: tuple[float, ...] = option(
-        CROP_CHOICES_SCRFD, "sample redistribution: crop side / short side choices (the paper's [0.3, 1.0] "
-        "baseline: 0.3,0.45,0.6,0.8,1.0)")
-    clip_border: bool = option(True, "clip boxes to the crop (off: the 2.5g/10g configs)")
-    close_ups: float = option(0.0, "share of the crops drawn around one face so it fills 40-90% of the crop: faces that "
-                            "fill the frame, which sample redistribution's crops rarely make (0: the official recipe)")
-    augment: bool = option(True, "random crops, flips and colour (off: whole images letterboxed, for overfitting checks)")
+    augment: AugmentConfig = option(AugmentConfig(), "how samples are drawn: size, sample redistribution's crops, "
+                                    "close-ups, flips, colour (leanface.data.AugmentConfig)", flat=True)
     freeze_bn_after: int | None = option(
         None, "from this epoch on BatchNorm normalises with its running statistics and keeps them, while "
         "its scale and shift still train (0: from the start, for fine-tuning on small batches and for EXTD; "
@@ -66,7 +64,22 @@ class TrainConfig:
 
     @classmethod
     def help(cls, name: str) -> str:
-        return help_of(cls, name)
+        """The help of a field; a nested one by its dotted name (augment.img_size)."""
+        head, _, rest = name.partition(".")
+        return help_of(AugmentConfig, rest) if head == "augment" and rest else help_of(cls, name)
+
+    @staticmethod
+    def upgrade_record(record: dict) -> dict:
+        """A record written before the augmentation settings were a nested config (flat img_size, crop_choices,
+        clip_border, close_ups, and augment as a switch) in today's layout; `serial.from_dict` calls it."""
+        moved = {k: record[k] for k in MOVED_TO_AUGMENT if k in record}
+        if not moved and not isinstance(record.get("augment"), bool):
+            return record
+        record = {k: v for k, v in record.items() if k not in MOVED_TO_AUGMENT}
+        nested = dict(record["augment"]) if isinstance(record.get("augment"), dict) else {}
+        if isinstance(record.get("augment"), bool):
+            nested["enabled"] = record["augment"]
+        return {**record, "augment": {**nested, **moved}}
 
     def resolved_steps(self) -> tuple[int, ...]:
         if self.lr_steps is not None:
@@ -109,14 +122,15 @@ def check(cfg: TrainConfig) -> None:
         raise LeanfaceError(f"{bad}: every number of a training config must be finite")
     if not cfg.lr > 0:
         raise LeanfaceError(f"lr must be above 0, got {cfg.lr}")
-    if cfg.img_size <= 0 or cfg.img_size % 32:
-        raise LeanfaceError(f"img_size must be a positive multiple of 32, got {cfg.img_size}")
+    aug = cfg.augment
+    if aug.img_size <= 0 or aug.img_size % 32:
+        raise LeanfaceError(f"img_size must be a positive multiple of 32, got {aug.img_size}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise LeanfaceError(f"epochs and batch_size must be at least 1 (got {cfg.epochs}, {cfg.batch_size})")
-    if not cfg.crop_choices or min(cfg.crop_choices) <= 0:
-        raise LeanfaceError(f"crop_choices must be positive numbers, got {cfg.crop_choices}")
-    if not 0 <= cfg.close_ups <= 1:
-        raise LeanfaceError(f"close_ups must be in [0, 1], got {cfg.close_ups}")
+    if not aug.crop_choices or min(aug.crop_choices) <= 0:
+        raise LeanfaceError(f"crop_choices must be positive numbers, got {aug.crop_choices}")
+    if not 0 <= aug.close_ups <= 1:
+        raise LeanfaceError(f"close_ups must be in [0, 1], got {aug.close_ups}")
     if cfg.epoch_samples < 0 or cfg.epoch_samples % cfg.batch_size:
         # Whole batches only: a last batch of one image cannot take BatchNorm statistics.
         raise LeanfaceError(f"epoch_samples must be 0 (the whole set) or a multiple of batch_size "

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.augment import AugmentConfig
 from ..data.dataset import FaceDataset, collate, training_faces
 from ..data.readers import load_training_data
 from ..errors import LeanfaceError
@@ -44,10 +43,7 @@ class DetectionTask:
         self.counts = {"images": len(images), "faces": sum(len(f[0]) for f in faces),
                        "faces_with_landmarks": sum(int(f[2].any(1).sum()) for f in faces),
                        "listed_images_absent": len(absent)}
-        aug = AugmentConfig(size=cfg.img_size, crop_choices=tuple(cfg.crop_choices), clip_border=cfg.clip_border,
-                            random_crop=cfg.augment, flip=cfg.augment, photometric=cfg.augment,
-                            close_ups=cfg.close_ups)
-        self.dataset = FaceDataset(images, aug, seed=cfg.seed, mean=model_cfg.mean, std=model_cfg.std)
+        self.dataset = FaceDataset(images, cfg.augment, seed=cfg.seed, mean=model_cfg.mean, std=model_cfg.std)
         if cfg.loss.teacher is not None and not os.path.isfile(cfg.loss.teacher):
             raise LeanfaceError(f"{cfg.loss.teacher}: teacher detector not found")
         if cfg.loss.teacher is not None:
@@ -74,7 +70,8 @@ class DetectionTask:
 
     def loss(self, device: torch.device):
         """(net(x), batch) -> {"loss", "cls", "box", "kps", "num_pos"} on (img_size, img_size) inputs."""
-        fn = self.make_loss(self.model_cfg, (self.cfg.img_size, self.cfg.img_size), device, self.cfg.loss)
+        size = self.cfg.augment.img_size
+        fn = self.make_loss(self.model_cfg, (size, size), device, self.cfg.loss)
 
         def batch_loss(outputs, batch):
             extra = {"teacher": batch["teacher"]} if "teacher" in batch else {}

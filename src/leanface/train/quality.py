@@ -100,7 +100,7 @@ class QualityTask:
         self.counts = {"faces": len(faces), "train_faces": len(self.train_targets), "dev_faces": len(self.dev_targets),
                        "single_face_identities_left_out": lost_train + lost_dev,
                        "target_mean": round(float(self.train_targets.mean()), 4)}
-        self.dataset = QualityDataset(self.train_crops, self.train_targets, cfg.augment, cfg.seed)
+        self.dataset = QualityDataset(self.train_crops, self.train_targets, cfg.augment.enabled, cfg.seed)
         self._mean = torch.tensor(model_cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(model_cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
 

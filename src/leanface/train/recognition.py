@@ -159,7 +159,7 @@ class RecognitionTask:
         teacher = None
         if m.distill and not m.online:
             teacher = teacher_embeddings(m.teacher, self.train_faces.crops, self.dim, progress=main)
-        self.dataset = RecognitionDataset(self.train_faces.crops, self.train_faces.labels, teacher, cfg.augment,
+        self.dataset = RecognitionDataset(self.train_faces.crops, self.train_faces.labels, teacher, cfg.augment.enabled,
                                           cfg.seed, m.occlusion)
         self._mean = torch.tensor(model_cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(model_cfg.std, dtype=torch.float32).view(1, 3, 1, 1)

@@ -90,7 +90,7 @@ def count_positive_anchors(images: list[ImageFaces], crop_choices: tuple[float, 
 
 
     anchors = make_anchors(size, size)
-    dataset = FaceDataset(images, AugmentConfig(size=size, crop_choices=tuple(crop_choices)), seed=seed)
+    dataset = FaceDataset(images, AugmentConfig(img_size=size, crop_choices=tuple(crop_choices)), seed=seed)
     per_size = torch.zeros(len(ANCHOR_SIZES), dtype=torch.long)
     size_index = torch.tensor([ANCHOR_SIZES.index(int(s)) for s in anchors.sizes.tolist()])
     faces = 0

@@ -227,6 +227,29 @@ def _cmd_convert(args) -> int:
     return 0
 
 
+def _add_average(sub):
+    p = sub.add_parser("average", help="average the weights of several epochs or runs of one model (SWA, soups)")
+    p.add_argument("weights", nargs="+", help="leanface weights files of one model (model.pt, epochs/e*.pt)")
+    p.add_argument("-o", "--out", required=True, help="output leanface .pt")
+    p.add_argument("--exist-ok", action="store_true", help="replace an existing leanface .pt OUT (default: refused)")
+    return p
+
+
+def _cmd_average(args) -> int:
+    from .files import file_digest
+    from .models import save_checkpoint
+    from .outputs import CHECKPOINT, OutputGuard
+    from .train import average_weights
+
+    guard = OutputGuard("average", exist_ok=args.exist_ok)
+    guard.inputs(*args.weights, what="the weights to average")
+    guard.file(args.out, "-o", CHECKPOINT)
+    cfg, state = average_weights(args.weights)
+    save_checkpoint(args.out, cfg, state, averaged=[{"file": str(w), "sha256": file_digest(w)} for w in args.weights])
+    print(f"{len(args.weights)} weights files of {cfg.name} -> {args.out}")
+    return 0
+
+
 # --- detect -----------------------------------------------------------------------------------
 def _add_rerun_flags(p) -> None:
     """What a verb that writes --json-out does when the file already exists (refused by default)."""
@@ -1037,7 +1060,8 @@ def _cmd_search(args) -> int:
 
 
 COMMANDS: list = [
-    (_add_info, _cmd_info), (_add_models, _cmd_models), (_add_convert, _cmd_convert), (_add_detect, _cmd_detect), (_add_demo, _cmd_demo),
+    (_add_info, _cmd_info), (_add_models, _cmd_models), (_add_convert, _cmd_convert), (_add_average, _cmd_average),
+    (_add_detect, _cmd_detect), (_add_demo, _cmd_demo),
     (_add_export, _cmd_export), (_add_bench, _cmd_bench), (_add_eval, _cmd_eval), (_add_embed, _cmd_embed),
     (_add_verify, _cmd_verify), (_add_identify, _cmd_identify), (_add_gallery, _cmd_gallery),
     (_add_train, _cmd_train), (_add_stats, _cmd_stats), (_add_search, _cmd_search),

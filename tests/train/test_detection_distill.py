@@ -108,3 +108,26 @@ def test_teacher_targets_refuse_a_layout_without_landmarks():
 
     with pytest.raises(LeanfaceError, match="landmarks"):
         teacher_targets([np.zeros((1, 10, 1))] * 3 + [np.zeros((1, 10, 4))] * 3)
+
+
+def test_the_ground_truth_floor_keeps_a_silent_teacher_from_lowering_annotated_faces():
+    """Hand-checked case: a teacher that scores every anchor 0. Without the floor its QFL pulls every anchor of the
+    annotated face towards 0; with it, the target on those anchors is the ground truth's own IoU target, so the
+    distillation score term equals the ground-truth score term exactly (both weigh 1), and anchors off the face
+    are taught the teacher's 0 either way."""
+    from leanface.train.losses import scrfd_loss
+
+    torch.manual_seed(0)
+    h = w = 160
+    anchors = make_anchors(h, w, STUDENT.head.strides, STUDENT.head.base_sizes, STUDENT.head.anchor_scales, "cpu")
+    outputs = [(torch.randn(1, 2, h // s, w // s), torch.rand(1, 8, h // s, w // s) * 3,
+                torch.randn(1, 20, h // s, w // s)) for s in STUDENT.head.strides]
+    # A face filling 80% of the crop (the close-ups the 2.5 GF misses), and its landmarks.
+    boxes, kps = [torch.tensor([[16.0, 16.0, 144.0, 144.0]])], [torch.full((1, 5, 2), 80.0)]
+    valid = [torch.ones(1, 5, dtype=torch.bool)]
+    silent = torch.zeros(1, len(anchors.centers), 15)
+    plain = scrfd_loss(outputs, boxes, kps, valid, anchors, LossWeights(teacher="t"), teacher=silent)
+    floored = scrfd_loss(outputs, boxes, kps, valid, anchors, LossWeights(teacher="t", kd_gt_floor=True), teacher=silent)
+    assert floored["kd_cls"] == pytest.approx(float(floored["cls"]), rel=1e-6)
+    assert plain["cls"] == floored["cls"] and plain["kd_box"] == floored["kd_box"] == 0
+    assert float(plain["kd_cls"]) != pytest.approx(float(floored["kd_cls"]), rel=1e-3)  # the face's anchors differ

@@ -17,8 +17,10 @@ from .config import TrainConfig
 
 STATE_NAME = "last.pt"
 WEIGHTS_NAME = "model.pt"
+EPOCHS_DIR = "epochs"  # each epoch's weights, with save_epochs
 # Only the length of the run, where outputs and evaluation go and how it runs may change on resume.
-RESUME_FREE = frozenset({"epochs", "out_dir", "eval_interval", "ckpt_interval", "workers", "device", "procs"})
+RESUME_FREE = frozenset({"epochs", "out_dir", "eval_interval", "ckpt_interval", "save_epochs", "workers", "device",
+                         "procs"})
 
 
 def _rng_state() -> dict:

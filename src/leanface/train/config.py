@@ -58,6 +58,9 @@ class TrainConfig:
     seed: int = option(0, "seed of initialisation, sampling order and augmentation")
     eval_interval: int = option(0, "evaluate every N epochs on the validation data (0: never)")
     ckpt_interval: int = option(1, "write the resumable state last.pt every N epochs (and at the end)")
+    save_epochs: bool = option(False, "keep every epoch's weights as epochs/eNNN.pt in the run folder, for "
+                               "`leanface average` (weight averaging: at a constant lr single epochs differ by "
+                               "points of AP)")
     loss: LossWeights = option(LossWeights(), "SCRFD's loss weights (the SSD families' official loss has none)")
     margin: MarginLoss = option(MarginLoss(), "the embed task's loss: kind, scale, margin, label smoothing, "
                               "RegularFace, margin warm-up, distillation (leanface.train.margin)")

@@ -34,7 +34,7 @@ from ..errors import LeanfaceError
 from ..models.registry import build_model, get_config, save_checkpoint
 from ..outputs import OutputGuard
 from .adapter import adapter_for
-from .checkpoints import STATE_NAME, WEIGHTS_NAME, load_initial, resume_state, save_state
+from .checkpoints import EPOCHS_DIR, STATE_NAME, WEIGHTS_NAME, load_initial, resume_state, save_state
 from .config import TrainConfig, TrainResult, check
 from .cpu import autocast_dtype, cpu_seconds, reroute_cpu_convolutions
 from .processes import die_with_parent, resolve_device, resolve_procs, setup_distributed, spawn_ranks
@@ -250,6 +250,10 @@ def _fit(cfg: TrainConfig, model_cfg, task, device: torch.device, weights, resum
         if ddp.main:
             if evaluate or last:
                 save_checkpoint(out / WEIGHTS_NAME, model_cfg, deployed.state_dict(), epoch=epoch + 1)
+            if cfg.save_epochs:
+                (out / EPOCHS_DIR).mkdir(exist_ok=True)
+                save_checkpoint(out / EPOCHS_DIR / f"e{epoch + 1:03d}.pt", model_cfg, deployed.state_dict(),
+                                epoch=epoch + 1)
             if (epoch + 1) % cfg.ckpt_interval == 0 or last:
                 # Before evaluating: an evaluation that fails must not cost the epoch (--resume redoes only it).
                 save_state(out / STATE_NAME, bare, optimizer, scheduler, scaler, epoch + 1, model_cfg, cfg)

@@ -59,7 +59,9 @@ class LossWeights:
     (strides 8/16/32, two anchors per cell, the official ONNX layout), run on exactly the student's view:
     kd_cls: QFL against the teacher's per-anchor scores as soft targets over all anchors; kd_box (DIoU) and
     kd_kps (smooth L1): the teacher's boxes and landmarks on anchors where its score is at least kd_conf,
-    weighted by that score."""
+    weighted by that score. kd_gt_floor: on anchors assigned to an annotated face the score target is at least
+    the ground truth's (the IoU target of QFL): the teacher may raise an annotated face's score, never lower it
+    (the official 2.5 GF scores faces that fill the frame low, and a student taught on close-ups learns that)."""
 
     cls: float = 1.0
     box: float = 2.0
@@ -71,6 +73,7 @@ class LossWeights:
     kd_box: float = 1.0
     kd_kps: float = 0.1
     kd_conf: float = 0.3
+    kd_gt_floor: bool = False
 
     def __post_init__(self):
         if min(self.cls, self.box, self.kps, self.kd_cls, self.kd_box, self.kd_kps) < 0 or not 0 < self.kd_conf <= 1:
@@ -143,16 +146,21 @@ def scrfd_loss(outputs: list[tuple], boxes: list[torch.Tensor], landmarks: list[
         loss_kps = weights.kps * (per_anchor * visibility * score).sum() / weight_sum
     else:
         loss_kps = cls.new_zeros(())
-    kd = _distill_terms(cls, reg, kps, teacher.to(device).float(), anchors, weights, num_pos) if teacher is not None \
-        else dict.fromkeys(("kd_cls", "kd_box", "kd_kps"), cls.new_zeros(()))
+    if teacher is not None:
+        floor = quality if weights.kd_gt_floor else None
+        kd = _distill_terms(cls, reg, kps, teacher.to(device).float(), anchors, weights, num_pos, floor)
+    else:
+        kd = dict.fromkeys(("kd_cls", "kd_box", "kd_kps"), cls.new_zeros(()))
     total = loss_cls + loss_box + loss_kps + kd["kd_cls"] + kd["kd_box"] + kd["kd_kps"]
     return {"loss": total, "cls": loss_cls, "box": loss_box, "kps": loss_kps, **kd,
             "num_pos": torch.tensor(float(len(anc_idx)))}
 
 
-def _distill_terms(cls, reg, kps, teacher, anchors: Anchors, weights: LossWeights, num_pos) -> dict:
-    """The weighted distillation terms (see LossWeights) of student maps against a teacher's (B, M, 15)."""
-    t_score = teacher[..., 0]
+def _distill_terms(cls, reg, kps, teacher, anchors: Anchors, weights: LossWeights, num_pos,
+                   floor: torch.Tensor | None = None) -> dict:
+    """The weighted distillation terms (see LossWeights) of student maps against a teacher's (B, M, 15); floor:
+    (B, M) least score targets (the ground truth's on its anchors, 0 elsewhere)."""
+    t_score = teacher[..., 0] if floor is None else torch.maximum(teacher[..., 0], floor)
     kd_cls = weights.kd_cls * quality_focal_loss(cls, t_score, weights.qfl_beta).sum() / num_pos
     img_idx, anc_idx = torch.nonzero(t_score >= weights.kd_conf, as_tuple=True)
     w = t_score[img_idx, anc_idx]

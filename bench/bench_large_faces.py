@@ -3,7 +3,6 @@
     python bench/bench_large_faces.py [--weights W ...] [--per-pool 100] [--json-out F]
     python bench/bench_large_faces.py --closeups 150 [--weights W ...]
 
-
 Images: aligned or tightly cropped face photos given a grey border of 10-50% of their side on each side
 (UTKFace crops, CelebA eye-aligned images; both staged as ../shared/data/STAGING.md says) and LFW photos as
 they are (250x250, the face about 40% of the side). The reference face of each image is the official
@@ -63,13 +62,14 @@ def closeups(n: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     import cv2
 
     from leanface.data import AugmentConfig, augment, load_training_data
+    from leanface.data.augment import CLOSE_UP_MIN_SIDE
     from leanface.data.dataset import training_faces
 
     cfg, rng, out = AugmentConfig(close_ups=1.0, photometric=False), np.random.default_rng(0), []
     images = load_training_data(WIDER_TRAIN)
     for k in rng.permutation(len(images)):
         boxes, landmarks, valid = training_faces(images[k])
-        if not len(boxes) or (boxes[:, 2:] - boxes[:, :2]).max() < 48:
+        if not len(boxes) or (boxes[:, 2:] - boxes[:, :2]).max() < CLOSE_UP_MIN_SIDE:
             continue
         view, t = augment(cv2.imread(str(images[k].path)), boxes, landmarks, valid, cfg, rng)
         sides = (t.boxes[:, 2:] - t.boxes[:, :2]).max(1) if len(t.boxes) else np.zeros(0)

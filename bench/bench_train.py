@@ -34,8 +34,8 @@ def run(path: str, images: list, size: int, workdir: Path) -> float:
     from leanface.train import AugmentConfig, TrainConfig, train
 
     torch.set_num_threads(available_cores())  # the landed path used every core's thread; ranks set their own
-    cfg = TrainConfig(epochs=2, batch_size=8, warmup_iters=10, augment=AugmentConfig(img_size=size), workers=1, seed=0,
-                      out_dir=str(workdir / f"{path}_{size}"), **PATHS[path])
+    cfg = TrainConfig(epochs=2, batch_size=8, warmup_iters=10, augment=AugmentConfig(img_size=size), workers=1,
+                      seed=0, out_dir=str(workdir / f"{path}_{size}"), **PATHS[path])
     result = train(cfg, "scrfd_500m_kps", images, progress=False)
     return float(result.history[-1]["images_per_s"])
 

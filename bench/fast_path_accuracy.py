@@ -43,7 +43,8 @@ def main() -> int:
     base = dataclasses.replace(TrialSettings.from_dict(trial), data=os.path.abspath(args.data))
     cfg = get_config(args.model)
     out = Path(args.out or Path("runs/fast_path_accuracy") / cfg.name)
-    print(f"proxy: {base.epochs} epochs at {base.train.augment.img_size} px, batch {base.train.batch_size}, lr {base.train.lr}; "
+    print(f"proxy: {base.epochs} epochs at {base.train.augment.img_size} px, batch {base.train.batch_size}, "
+          f"lr {base.train.lr}; "
           f"WIDER protocol at {base.eval_size} on the val images present (a subset: APs are subset APs)")
     print(f"{'path':>5s} {'seed':>4s} {'easy':>7s} {'medium':>7s} {'hard':>7s} {'train min':>9s}")
     results: dict[str, list[dict]] = {}

@@ -96,7 +96,11 @@ def add_set_flag(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def help_of(cls, name: str) -> str:
-    """The help of a config class's field (its flag's, and its Python argument's)."""
+    """The help of a config class's field (its flag's, and its Python argument's); a nested config's field by
+    its dotted name (`augment.img_size`)."""
+    head, _, rest = name.partition(".")
+    if rest:
+        return help_of(typing.get_type_hints(cls)[head], rest)
     return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
 
 

@@ -81,7 +81,8 @@ class TrialSettings:
         d = dict(d)
         # Records written before trials held a TrainConfig: its fields were flat, and the training
         # path was float32 NCHW (the fast path did not exist yet).
-        flat = {k: d.pop(k) for k in [f.name for f in dataclasses.fields(TrainConfig)] + list(MOVED_TO_AUGMENT) if k in d}
+        names = [f.name for f in dataclasses.fields(TrainConfig)] + list(MOVED_TO_AUGMENT)
+        flat = {k: d.pop(k) for k in names if k in d}
         flat.setdefault("amp", False)
         flat.setdefault("channels_last", False)
         if flat.get("crop_choices") is None:

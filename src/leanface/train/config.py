@@ -68,8 +68,7 @@ class TrainConfig:
     @classmethod
     def help(cls, name: str) -> str:
         """The help of a field; a nested one by its dotted name (augment.img_size)."""
-        head, _, rest = name.partition(".")
-        return help_of(AugmentConfig, rest) if head == "augment" and rest else help_of(cls, name)
+        return help_of(cls, name)
 
     @staticmethod
     def upgrade_record(record: dict) -> dict:
